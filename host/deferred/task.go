@@ -1,0 +1,239 @@
+package deferred
+
+import (
+	"fmt"
+	"runtime"
+	"sync/atomic"
+
+	"github.com/unwindd/unwindd/arch/x86_64"
+)
+
+// Task states.
+const (
+	stateOpen    uint32 = 1 << iota // a kernel entry is open
+	stateClosing                    // Close or Exit is running: remote requests are refused
+	stateExiting                    // the task is exiting or gone
+)
+
+// Task is the engine's per-task state (the kernel's unwind_task_info).
+type Task struct {
+	eng      *Engine
+	tid, pid int32
+	kind     TaskKind
+
+	state  atomic.Uint32
+	mask   atomic.Uint64 // request mask: PENDING, USED, tracer bits
+	cookie atomic.Uint64 // the open entry's cookie, 0 until the first request
+	pins   atomic.Int32  // Engine.Request calls in flight
+	shard  atomic.Pointer[Shard]
+
+	// Owned by the entry's owner (and by callbacks it runs).
+	regs      x86_64.Regs
+	mem       x86_64.Memory
+	trace     x86_64.Trace  // the cache (R15); Frames empty means "not walked"
+	completed atomic.Uint64 // tracers already called in this entry (R11, R13)
+}
+
+// TID reports the task's thread id.
+func (t *Task) TID() int32 { return t.tid }
+
+// PID reports the task's process id.
+func (t *Task) PID() int32 { return t.pid }
+
+// Kind reports the task's kind.
+func (t *Task) Kind() TaskKind { return t.kind }
+
+// Mask reports the task's request mask (for tests and diagnostics).
+func (t *Task) Mask() uint64 { return t.mask.Load() }
+
+// Cookie reports the open entry's cookie, 0 if none was minted.
+func (t *Task) Cookie() Cookie { return Cookie(t.cookie.Load()) }
+
+// Open begins a kernel entry of t on shard s, with the user registers and the
+// memory to unwind from (for a snapshot, the bytes at the sample's user sp).
+// It is the owner's call. Kernel threads are refused.
+func (t *Task) Open(s *Shard, regs x86_64.Regs, mem x86_64.Memory) error {
+	switch st := t.state.Load(); {
+	case t.kind == KindKernelThread:
+		return fmt.Errorf("open entry of task %d: %w", t.tid, ErrKernelThread)
+	case st&stateExiting != 0:
+		return fmt.Errorf("open entry of task %d: %w", t.tid, ErrExiting)
+	case st&stateOpen != 0:
+		return fmt.Errorf("open entry of task %d: %w", t.tid, ErrEntryOpen)
+	}
+	t.regs, t.mem = regs, mem
+	t.shard.Store(s)
+	t.state.Store(stateOpen)
+	return nil
+}
+
+// check reports why t cannot take a request or unwind now.
+func (t *Task) check() error {
+	switch st := t.state.Load(); {
+	case t.kind == KindKernelThread:
+		return ErrKernelThread
+	case t.kind == KindCompat:
+		return ErrCompat
+	case st&stateExiting != 0:
+		return ErrExiting
+	case st&stateOpen == 0:
+		return ErrNoEntry
+	}
+	return nil
+}
+
+// Request asks for t's user stack for the open entry on behalf of tr (R6–R10):
+// 0 and the cookie when tr's callback is newly queued, 1 and the cookie when
+// it was already queued or already called in this entry, or a negative errno,
+// cookie 0 and an error. It takes no lock and allocates nothing: one atomic
+// fetch-or on t's mask (R9). It is the owner's call (see the package
+// documentation); other goroutines use [Engine.Request].
+func (t *Task) Request(tr *Tracer) (int, Cookie, error) {
+	bit := tr.bit.Load()
+	if bit < 0 {
+		return Errno(ErrCancelled), 0, ErrCancelled
+	}
+	if err := t.check(); err != nil {
+		return Errno(err), 0, err
+	}
+	c := t.cookie.Load()
+	if c == 0 {
+		c = t.mintCookie()
+	}
+	b := uint64(1) << bit
+	if t.mask.Load()&b != 0 {
+		return 1, Cookie(c), nil
+	}
+	old := t.mask.Or(Pending | b)
+	if tr.bit.Load() != bit { // cancelled under our feet: take the bit back
+		t.mask.And(^b)
+		return Errno(ErrCancelled), 0, ErrCancelled
+	}
+	if old&(Pending|b) != 0 {
+		if old&b != 0 {
+			return 1, Cookie(c), nil
+		}
+		return 0, Cookie(c), nil // rides on the work already scheduled
+	}
+	if t.eng.schedule != nil {
+		if err := t.eng.schedule(t); err != nil {
+			t.mask.Store(0)
+			err = fmt.Errorf("%w: %w", ErrSchedule, err)
+			return Errno(err), 0, err
+		}
+	}
+	return 0, Cookie(c), nil
+}
+
+// mintCookie gives the entry its cookie, minted on the entry's shard (R6,
+// R7). When two goroutines mint for the same entry at once, one counter value
+// goes unused; cookies stay unique.
+func (t *Task) mintCookie() uint64 {
+	c := t.shard.Load().mint()
+	if t.cookie.CompareAndSwap(0, c) {
+		return c
+	}
+	return t.cookie.Load()
+}
+
+// Unwind is the direct, non-deferred unwind (R15): it walks t's user stack
+// into the entry's cache, or returns the cache if the entry was already
+// walked, and sets USED so that the cache is emptied when the entry ends.
+// The trace is valid until the entry closes. It is the owner's call.
+func (t *Task) Unwind() (*x86_64.Trace, error) {
+	if err := t.check(); err != nil {
+		return nil, fmt.Errorf("unwind task %d: %w", t.tid, err)
+	}
+	return t.unwindCached(), nil
+}
+
+func (t *Task) unwindCached() *x86_64.Trace {
+	if len(t.trace.Frames) == 0 {
+		if t.mem != nil {
+			t.eng.unwinder.Unwind(t.regs, t.mem, &t.trace)
+		}
+		t.mask.Or(Used)
+	}
+	return &t.trace
+}
+
+// process is the deferred work (R11, R12): take the mask clearing PENDING,
+// unwind or reuse the cache, and call each requested tracer not yet called,
+// in list order.
+func (t *Task) process(s *Shard) {
+	bits := t.mask.And(^Pending)
+	trace := t.unwindCached()
+	cookie := Cookie(t.cookie.Load())
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	bits &^= t.completed.Load()
+	for _, tr := range *t.eng.list.Load() {
+		bit := tr.bit.Load()
+		if bit < 0 || bits&(1<<bit) == 0 {
+			continue
+		}
+		tr.cb(t, trace, cookie)
+		t.completed.Or(1 << bit)
+	}
+}
+
+// Close ends t's kernel entry, the host's return to user space (R11–R14):
+// while PENDING is set it runs the deferred work (a callback may request
+// again, R13), then resets the task: mask 0, cookie 0, cache and completed
+// mask emptied. Remote requests that race with Close either are seen by it or
+// fail. It is the owner's call; Close of a task with no open entry is a no-op.
+func (t *Task) Close() {
+	if t.state.Load()&stateOpen == 0 {
+		return
+	}
+	t.quiesce(stateOpen | stateClosing)
+	for {
+		t.drain()
+		// R14: swap the mask to 0 unless a callback requested again.
+		if m := t.mask.Load(); m&Pending == 0 && t.mask.CompareAndSwap(m, 0) {
+			break
+		}
+	}
+	t.reset()
+	t.state.Store(0)
+}
+
+// Exit ends t for good (R16): pending work runs first, with whatever trace
+// can still be had, then the work is cancelled and the task forgotten.
+// Requests fail from the moment Exit starts. It is the owner's call.
+func (t *Task) Exit() {
+	t.quiesce(t.state.Load() | stateClosing | stateExiting)
+	if s := t.shard.Load(); s != nil {
+		t.drain()
+	}
+	t.reset()
+	t.state.Store(stateExiting)
+	t.eng.tasks.CompareAndDelete(t.tid, t)
+}
+
+// quiesce publishes st (which includes stateClosing) and waits for the remote
+// requests in flight: each one either saw stateClosing and gave up, or is
+// finished with the mask when pins reads 0.
+func (t *Task) quiesce(st uint32) {
+	t.state.Store(st)
+	for t.pins.Load() != 0 {
+		runtime.Gosched()
+	}
+}
+
+// drain runs the deferred work while PENDING is set: the kernel's task_work
+// loop before return to user, which reruns when a callback requests again.
+func (t *Task) drain() {
+	s := t.shard.Load()
+	for t.mask.Load()&Pending != 0 {
+		t.process(s)
+	}
+}
+
+func (t *Task) reset() {
+	t.mask.Store(0)
+	t.cookie.Store(0)
+	t.completed.Store(0)
+	t.trace.Reset()
+	t.mem = nil
+}
