@@ -50,8 +50,11 @@ var (
 // value: 0 for nil, -EBUSY for [ErrBusy], the errno itself for a wrapped
 // syscall.Errno, -EINVAL otherwise.
 func Errno(err error) int {
-	if err == nil {
+	switch err {
+	case nil:
 		return 0
+	case ErrCancelled, ErrUnknownTask, ErrKernelThread, ErrCompat, ErrExiting, ErrNoEntry:
+		return -int(syscall.EINVAL) // the hot path's unwrapped sentinels
 	}
 	if errors.Is(err, ErrBusy) {
 		return -int(syscall.EBUSY)
@@ -274,8 +277,7 @@ func (e *Engine) Task(tid int32) *Task {
 func (e *Engine) Request(tr *Tracer, tid int32) (int, Cookie, error) {
 	t := e.Task(tid)
 	if t == nil {
-		err := fmt.Errorf("request for task %d: %w", tid, ErrUnknownTask)
-		return Errno(err), 0, err
+		return Errno(ErrUnknownTask), 0, ErrUnknownTask
 	}
 	// Pin the task, then look: Close publishes stateClosing, then waits for
 	// pins to drain, so one of the two always sees the other.

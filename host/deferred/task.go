@@ -181,10 +181,11 @@ func (t *Task) process(s *Shard) {
 // while PENDING is set it runs the deferred work (a callback may request
 // again, R13), then resets the task: mask 0, cookie 0, cache and completed
 // mask emptied. Remote requests that race with Close either are seen by it or
-// fail. It is the owner's call; Close of a task with no open entry is a no-op.
-func (t *Task) Close() {
+// fail. It returns the cookie the entry had, 0 if none was minted. It is the
+// owner's call; Close of a task with no open entry is a no-op.
+func (t *Task) Close() Cookie {
 	if t.state.Load()&stateOpen == 0 {
-		return
+		return 0
 	}
 	t.quiesce(stateOpen | stateClosing)
 	for {
@@ -194,21 +195,24 @@ func (t *Task) Close() {
 			break
 		}
 	}
-	t.reset()
+	c := t.reset()
 	t.state.Store(0)
+	return c
 }
 
 // Exit ends t for good (R16): pending work runs first, with whatever trace
 // can still be had, then the work is cancelled and the task forgotten.
-// Requests fail from the moment Exit starts. It is the owner's call.
-func (t *Task) Exit() {
+// Requests fail from the moment Exit starts. It returns the cookie of the
+// entry that was open, 0 if none. It is the owner's call.
+func (t *Task) Exit() Cookie {
 	t.quiesce(t.state.Load() | stateClosing | stateExiting)
 	if s := t.shard.Load(); s != nil {
 		t.drain()
 	}
-	t.reset()
+	c := t.reset()
 	t.state.Store(stateExiting)
 	t.eng.tasks.CompareAndDelete(t.tid, t)
+	return c
 }
 
 // quiesce publishes st (which includes stateClosing) and waits for the remote
@@ -230,10 +234,12 @@ func (t *Task) drain() {
 	}
 }
 
-func (t *Task) reset() {
+// reset empties the entry's state and returns the cookie it had.
+func (t *Task) reset() Cookie {
 	t.mask.Store(0)
-	t.cookie.Store(0)
+	c := Cookie(t.cookie.Swap(0))
 	t.completed.Store(0)
 	t.trace.Reset()
 	t.mem = nil
+	return c
 }
