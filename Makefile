@@ -1,0 +1,60 @@
+# unwindd: `make run` builds everything and runs the main job; `make test` runs the tests.
+# Both install the Debian packages they need (idempotently) on a fresh machine.
+
+GO      ?= go
+BIN     := bin
+UNWINDD := $(BIN)/unwindd
+DEMO    := $(BIN)/demo
+# Debian packages the build and the tests use: gcc builds the C test targets
+# and the demo, gdb is the backtrace oracle.
+DEBS    := gcc gdb
+FUZZTIME ?= 30s
+
+.PHONY: all build run test vet deps fuzz bench clean
+
+all: build
+
+# Install what is missing, and only that; root is needed only when something is.
+deps:
+	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+build:
+	$(GO) build -o $(UNWINDD) ./cmd/unwindd
+
+$(DEMO): testdata/demo/demo.c | deps
+	@mkdir -p $(BIN)
+	gcc -O0 -g -fno-omit-frame-pointer -pthread -o $@ $<
+
+# The main job until live tracing lands: start the demo (three threads, each
+# deep in a call chain), stop every thread with ptrace after 300 ms, walk each
+# user stack from live memory, print it, detach, end the demo.
+run: deps build $(DEMO)
+	@echo "== unwindd stack --after 300ms -- $(DEMO)"
+	$(UNWINDD) stack --after 300ms -- $(DEMO)
+
+vet:
+	$(GO) vet ./...
+
+# go vet, every test under the race detector (fuzz seeds included; the
+# deferred engine's model test runs shortened there), then the model test at
+# full length (1e6 kernel entries) without -race.
+test: deps vet
+	$(GO) test -race -timeout 15m ./...
+	$(GO) test -count=1 -run '^TestModel$$' -timeout 10m ./host/deferred/
+
+# Each fuzz target for FUZZTIME; crashers land in the package's testdata/fuzz/.
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzUnwind$$' -fuzztime $(FUZZTIME) ./arch/x86_64/
+
+# The benchmarks beside their baselines, as the README's performance table quotes them.
+bench:
+	$(GO) test -run '^$$' -bench 'AtomicOr|Request|Entry' -benchmem -count 5 ./host/deferred/
+	$(GO) test -run '^$$' -bench 'Unwind' -benchmem -count 5 ./arch/x86_64/
+
+clean:
+	rm -rf $(BIN)
