@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // DefaultMaxDepth is the most frames a walk records unless [Options] say
@@ -156,6 +157,7 @@ func (r *Reader) Uint64(addr uint64) (uint64, EndReason) {
 // IP, SP and BP); otherwise why is the reason the walk would end, or
 // [EndNone] when the method does not apply to st.IP at all (no unwind info
 // for that pc), so that the next method is tried without blaming this one.
+// Type names the method; [New] reads it once.
 type Stepper interface {
 	Type() FrameType
 	Step(st *State, r *Reader) (ok bool, why EndReason)
@@ -174,6 +176,7 @@ type Options struct {
 type Unwinder struct {
 	max      int
 	steppers []Stepper
+	types    []FrameType // steppers[i].Type(), read once by New
 }
 
 // New returns an Unwinder for opts.
@@ -181,17 +184,20 @@ func New(opts Options) (*Unwinder, error) {
 	if opts.MaxDepth < 0 {
 		return nil, fmt.Errorf("x86_64: MaxDepth %d must be >= 0", opts.MaxDepth)
 	}
-	u := &Unwinder{max: opts.MaxDepth, steppers: opts.Steppers}
+	// Copy the steppers: the caller may reuse its slice, and u is immutable.
+	u := &Unwinder{max: opts.MaxDepth, steppers: slices.Clone(opts.Steppers)}
 	if u.max == 0 {
 		u.max = DefaultMaxDepth
 	}
 	if len(u.steppers) == 0 {
 		u.steppers = []Stepper{FramePointer{}}
 	}
+	u.types = make([]FrameType, len(u.steppers))
 	for i, s := range u.steppers {
 		if s == nil {
 			return nil, fmt.Errorf("x86_64: Steppers[%d] is nil", i)
 		}
+		u.types[i] = s.Type()
 	}
 	return u, nil
 }
@@ -229,10 +235,16 @@ func (u *Unwinder) Unwind(regs Regs, mem Memory, t *Trace) {
 		sp := st.SP
 		why := EndInvalid
 		var typ FrameType
-		for _, s := range u.steppers {
-			ok, w := s.Step(st, r)
+		for i, s := range u.steppers {
+			var ok bool
+			var w EndReason
+			if _, isFP := s.(FramePointer); isFP {
+				ok, w = FramePointer{}.Step(st, r) // a direct call for the default method
+			} else {
+				ok, w = s.Step(st, r)
+			}
 			if ok {
-				typ = s.Type()
+				typ = u.types[i]
 				break
 			}
 			if w != EndNone {
@@ -278,6 +290,18 @@ func (FramePointer) Step(st *State, r *Reader) (bool, EndReason) {
 	}
 	if cfa&7 != 0 {
 		return false, EndInvalid
+	}
+	if s := r.snap; s != nil && cfa > st.BP {
+		// Both words with one bounds check: the record [bp, bp+16), which
+		// does not wrap, lies in the snapshot, or one of the two reads would
+		// fail with EndSnapshot.
+		off, n := st.BP-s.Base, uint64(len(s.Data))
+		if st.BP < s.Base || off > n || n-off < 16 {
+			return false, EndSnapshot
+		}
+		rec := s.Data[off : off+16]
+		st.IP, st.SP, st.BP = binary.LittleEndian.Uint64(rec[8:]), cfa, binary.LittleEndian.Uint64(rec)
+		return true, EndNone
 	}
 	ra, why := r.Uint64(cfa - 8)
 	if why != EndNone {
