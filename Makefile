@@ -6,8 +6,13 @@ BIN     := bin
 UNWINDD := $(BIN)/unwindd
 DEMO    := $(BIN)/demo
 # Debian packages the build and the tests use: gcc builds the C test targets
-# and the demo, gdb is the backtrace oracle.
-DEBS    := gcc gdb
+# and the demo, gdb is the backtrace oracle, libc6-dbg gives libc's frames
+# their names (as gdb finds them, by build-id).
+DEBS    := gcc gdb libc6-dbg
+# On CI (CI=true) these must not be skipped for lack of them: a test that
+# would skip fails instead (internal/testutil.Need).
+comma   := ,
+export UNWINDD_TEST_REQUIRE ?= $(if $(filter true,$(CI)),gcc$(comma)gdb$(comma)ptrace$(comma)libc$(comma)libc6-dbg$(comma)objcopy$(comma)setuid)
 FUZZTIME ?= 30s
 
 .PHONY: all build run test vet deps fuzz bench clean
@@ -30,7 +35,7 @@ $(DEMO): testdata/demo/demo.c | deps
 	@mkdir -p $(BIN)
 	gcc -O0 -g -fno-omit-frame-pointer -pthread -o $@ $<
 
-# The main job until live tracing lands: start the demo (three threads, each
+# The main job until live tracing lands: start the demo (four threads, each
 # deep in a call chain), stop every thread with ptrace after 300 ms, walk each
 # user stack from live memory, print it, detach, end the demo.
 run: deps build $(DEMO)
