@@ -25,7 +25,8 @@
 // atomic fetch-or on the task's mask, lock-free and allocation-free (R9).
 // [Engine.Request] may be called from any goroutine at any time, also while
 // the entry closes; it pins the task for the few nanoseconds it runs, so that
-// a close either sees its request or the request fails with [ErrNoEntry].
+// a close either sees its request or the request fails with [ErrNoEntry]. (A
+// requester preempted while pinned delays that Close until it runs again.)
 //
 // As in the kernel, a tracer must stop requesting before it is cancelled (a
 // kernel tracer unregisters its probes first). A request racing with its own

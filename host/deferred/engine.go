@@ -255,6 +255,7 @@ const (
 // AddTask makes a task known to the engine.
 func (e *Engine) AddTask(tid, pid int32, kind TaskKind) (*Task, error) {
 	t := &Task{eng: e, tid: tid, pid: pid, kind: kind}
+	t.state.Store(kindBits(kind))
 	if _, loaded := e.tasks.LoadOrStore(tid, t); loaded {
 		return nil, fmt.Errorf("add task %d: %w", tid, ErrTaskExists)
 	}

@@ -372,6 +372,11 @@ func TestRule_R9_RequestLockFreeAllocFree(t *testing.T) {
 				default:
 				}
 				e.Request(trs[(g+i)%3], 12)
+				if i%8 == 0 {
+					// Requesters that never yield get preempted while pinned,
+					// and Close then waits for their next time slice.
+					runtime.Gosched()
+				}
 			}
 		})
 	}

@@ -8,12 +8,25 @@ import (
 	"github.com/unwindd/unwindd/arch/x86_64"
 )
 
-// Task states.
+// Task states. The kind bits are set for life at AddTask, so that one load
+// and one compare tell the request fast path that a task can take requests.
 const (
 	stateOpen    uint32 = 1 << iota // a kernel entry is open
 	stateClosing                    // Close or Exit is running: remote requests are refused
 	stateExiting                    // the task is exiting or gone
+	stateKernel                     // a kernel thread (R4)
+	stateCompat                     // a 32-bit task (R5)
 )
+
+func kindBits(k TaskKind) uint32 {
+	switch k {
+	case KindKernelThread:
+		return stateKernel
+	case KindCompat:
+		return stateCompat
+	}
+	return 0
+}
 
 // Task is the engine's per-task state (the kernel's unwind_task_info).
 type Task struct {
@@ -63,16 +76,24 @@ func (t *Task) Open(s *Shard, regs x86_64.Regs, mem x86_64.Memory) error {
 	}
 	t.regs, t.mem = regs, mem
 	t.shard.Store(s)
-	t.state.Store(stateOpen)
+	t.state.Store(kindBits(t.kind) | stateOpen)
 	return nil
 }
 
 // check reports why t cannot take a request or unwind now.
 func (t *Task) check() error {
-	switch st := t.state.Load(); {
-	case t.kind == KindKernelThread:
+	if st := t.state.Load(); st&^stateClosing != stateOpen {
+		return refusal(st)
+	}
+	return nil
+}
+
+// refusal says why a task in state st takes no request (R4, R5).
+func refusal(st uint32) error {
+	switch {
+	case st&stateKernel != 0:
 		return ErrKernelThread
-	case t.kind == KindCompat:
+	case st&stateCompat != 0:
 		return ErrCompat
 	case st&stateExiting != 0:
 		return ErrExiting
@@ -90,30 +111,34 @@ func (t *Task) check() error {
 // documentation); other goroutines use [Engine.Request].
 func (t *Task) Request(tr *Tracer) (int, Cookie, error) {
 	bit := tr.bit.Load()
-	if bit < 0 {
-		return Errno(ErrCancelled), 0, ErrCancelled
+	st := t.state.Load()
+	c := Cookie(t.cookie.Load())
+	if bit < 0 || st&^stateClosing != stateOpen || c == 0 {
+		return t.requestSlow(tr) // refused, or the first request: mint the cookie
 	}
-	if err := t.check(); err != nil {
-		return Errno(err), 0, err
+	// The fetch-or, as an inlined compare-and-swap loop (atomic.Uint64.Or
+	// that returns the old value is a function call on amd64).
+	b := uint64(1) << (bit & 63)
+	old := t.mask.Load()
+	for old&b == 0 && !t.mask.CompareAndSwap(old, old|Pending|b) {
+		old = t.mask.Load()
 	}
-	c := t.cookie.Load()
-	if c == 0 {
-		c = t.mintCookie()
+	if old&b != 0 {
+		return 1, c, nil // already queued, or already called in this entry
 	}
-	b := uint64(1) << bit
-	if t.mask.Load()&b != 0 {
-		return 1, Cookie(c), nil
+	if old&Pending == 0 || tr.bit.Load() != bit {
+		return t.requestDone(b, bit, tr, c) // schedule the work, or a cancel raced
 	}
-	old := t.mask.Or(Pending | b)
-	if tr.bit.Load() != bit { // cancelled under our feet: take the bit back
+	return 0, c, nil // rides on the work already scheduled
+}
+
+// requestDone finishes a request that set its bit and either found PENDING
+// clear, so it schedules the work (R10), or lost a race with its tracer's
+// cancel, so it takes the bit back.
+func (t *Task) requestDone(b uint64, bit int32, tr *Tracer, c Cookie) (int, Cookie, error) {
+	if tr.bit.Load() != bit {
 		t.mask.And(^b)
 		return Errno(ErrCancelled), 0, ErrCancelled
-	}
-	if old&(Pending|b) != 0 {
-		if old&b != 0 {
-			return 1, Cookie(c), nil
-		}
-		return 0, Cookie(c), nil // rides on the work already scheduled
 	}
 	if t.eng.schedule != nil {
 		if err := t.eng.schedule(t); err != nil {
@@ -122,7 +147,20 @@ func (t *Task) Request(tr *Tracer) (int, Cookie, error) {
 			return Errno(err), 0, err
 		}
 	}
-	return 0, Cookie(c), nil
+	return 0, c, nil
+}
+
+// requestSlow is Request's cold path: refusals and the cookie's minting.
+func (t *Task) requestSlow(tr *Tracer) (int, Cookie, error) {
+	bit := tr.bit.Load()
+	if bit < 0 {
+		return Errno(ErrCancelled), 0, ErrCancelled
+	}
+	if err := t.check(); err != nil {
+		return Errno(err), 0, err
+	}
+	t.mintCookie()
+	return t.Request(tr)
 }
 
 // mintCookie gives the entry its cookie, minted on the entry's shard (R6,
@@ -187,7 +225,7 @@ func (t *Task) Close() Cookie {
 	if t.state.Load()&stateOpen == 0 {
 		return 0
 	}
-	t.quiesce(stateOpen | stateClosing)
+	t.quiesce(kindBits(t.kind) | stateOpen | stateClosing)
 	for {
 		t.drain()
 		// R14: swap the mask to 0 unless a callback requested again.
@@ -196,7 +234,7 @@ func (t *Task) Close() Cookie {
 		}
 	}
 	c := t.reset()
-	t.state.Store(0)
+	t.state.Store(kindBits(t.kind))
 	return c
 }
 
@@ -210,7 +248,7 @@ func (t *Task) Exit() Cookie {
 		t.drain()
 	}
 	c := t.reset()
-	t.state.Store(stateExiting)
+	t.state.Store(kindBits(t.kind) | stateExiting)
 	t.eng.tasks.CompareAndDelete(t.tid, t)
 	return c
 }
@@ -220,8 +258,12 @@ func (t *Task) Exit() Cookie {
 // finished with the mask when pins reads 0.
 func (t *Task) quiesce(st uint32) {
 	t.state.Store(st)
-	for t.pins.Load() != 0 {
-		runtime.Gosched()
+	// A pin is held for a few nanoseconds: spin briefly before yielding, or
+	// the closer waits for a scheduler time slice behind busy requesters.
+	for i := 0; t.pins.Load() != 0; i++ {
+		if i >= 64 {
+			runtime.Gosched()
+		}
 	}
 }
 
