@@ -15,7 +15,12 @@ comma   := ,
 export UNWINDD_TEST_REQUIRE ?= $(if $(filter true,$(CI)),gcc$(comma)gdb$(comma)ptrace$(comma)libc$(comma)libc6-dbg$(comma)objcopy$(comma)setuid)
 FUZZTIME ?= 30s
 
-.PHONY: all build run test vet deps fuzz bench clean
+# Code generation (make generate): protoc from Debian, the Go plugins pinned.
+PROTOC_GEN_GO_VERSION      := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+TOOLS   := $(CURDIR)/$(BIN)/tools
+
+.PHONY: all build run test vet deps fuzz bench clean generate
 
 all: build
 
@@ -60,6 +65,14 @@ fuzz:
 bench:
 	$(GO) test -run '^$$' -bench 'AtomicOr|Request|Entry' -benchmem -count 5 ./host/deferred/
 	$(GO) test -run '^$$' -bench 'Unwind' -benchmem -count 5 ./arch/x86_64/
+
+# Regenerates sdk/proto from plugin.proto; the output is committed.
+generate:
+	@dpkg -s protobuf-compiler >/dev/null 2>&1 || $(MAKE) deps DEBS=protobuf-compiler
+	GOBIN=$(TOOLS) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	GOBIN=$(TOOLS) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	PATH=$(TOOLS):$$PATH protoc --go_out=. --go_opt=paths=source_relative \
+		--go-grpc_out=. --go-grpc_opt=paths=source_relative sdk/proto/plugin.proto
 
 clean:
 	rm -rf $(BIN)
