@@ -50,10 +50,12 @@ run: deps build $(DEMO)
 vet:
 	$(GO) vet ./...
 
-# go vet, every test under the race detector (fuzz seeds included; the
+# go vet, the example plugin (its own module) built, every test under the
+# race detector (fuzz seeds included; the
 # deferred engine's model test runs shortened there), then the model test at
 # full length (1e6 kernel entries) without -race.
 test: deps vet
+	cd examples/stackcount && $(GO) build -o /dev/null ./... && $(GO) vet ./...
 	$(GO) test -race -timeout 15m ./...
 	$(GO) test -count=1 -run '^TestModel$$' -timeout 10m ./host/deferred/
 
