@@ -1,0 +1,233 @@
+package pluginhost
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/unwindd/unwindd/arch/x86_64"
+	"github.com/unwindd/unwindd/host/deferred"
+)
+
+// entryInfo is what the driver did in one entry.
+type entryInfo struct {
+	tid    int32
+	cookie uint64
+	pcs    []uint64
+	read   bool // a syscall-enter "read" event besides the sample
+}
+
+type synth struct {
+	regs x86_64.Regs
+	snap *x86_64.Snapshot
+	pcs  []uint64
+}
+
+// drive is a synthetic source: goroutines × perG kernel entries, each on one
+// of the goroutine's four tasks, with a cpu-clock sample in every entry and
+// a read syscall in every 16th; 64 distinct 16-frame stacks. Each goroutine
+// owns its tasks and its Dispatcher, as a source shard would. between, if
+// set, runs on goroutine 0 after each of its entries.
+func drive(t *testing.T, eng *deferred.Engine, m *Manager, goroutines, perG int, tidBase int32, between func(i int)) []entryInfo {
+	t.Helper()
+	stacks := make([]synth, 64)
+	for j := range stacks {
+		r, s, pcs := synthStack(16, 0x500000+uint64(j)*0x1000)
+		stacks[j] = synth{r, s, pcs}
+	}
+	out := make([][]entryInfo, goroutines)
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			d := m.Dispatcher()
+			shard := eng.Shard(g % eng.Shards())
+			tasks := make([]*deferred.Task, 4)
+			for k := range tasks {
+				tid := tidBase + int32(g*4+k)
+				tk, err := eng.AddTask(tid, tidBase, deferred.KindUser)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				tasks[k] = tk
+			}
+			defer func() {
+				for _, tk := range tasks {
+					tk.Exit()
+				}
+			}()
+			infos := make([]entryInfo, 0, perG)
+			for i := range perG {
+				tk := tasks[i%len(tasks)]
+				st := &stacks[(i*7+g)%len(stacks)]
+				if err := tk.Open(shard, st.regs, st.snap); err != nil {
+					t.Error(err)
+					return
+				}
+				now := uint64(time.Now().UnixNano())
+				d.Event(tk, Event{Kind: KindSample, Name: "cpu-clock", TimeNS: now, CPU: int32(g), Comm: "synth", Period: 1000})
+				read := i%16 == 0
+				if read {
+					d.Event(tk, Event{Kind: KindSyscallEnter, Name: "read", TimeNS: now + 1, CPU: int32(g), Comm: "synth",
+						Fields: []Field{{Name: "fd", Kind: FieldInt, Int: 3}, {Name: "count", Kind: FieldUint, Uint: 4096}}})
+				}
+				d.EndEntry(tk)
+				c := tk.Close()
+				infos = append(infos, entryInfo{tid: tk.TID(), cookie: uint64(c), pcs: st.pcs, read: read})
+				if between != nil && g == 0 {
+					between(i)
+				}
+			}
+			out[g] = infos
+		})
+	}
+	wg.Wait()
+	var all []entryInfo
+	for _, o := range out {
+		all = append(all, o...)
+	}
+	return all
+}
+
+// want is what a plugin should have received.
+type want struct {
+	events, cookieEvents, stacks, sum uint64
+}
+
+func (w *want) stack(e entryInfo) {
+	w.stacks++
+	w.sum += stackHash(e.cookie, e.pcs)
+}
+
+// checkClean fails on any protocol violation the plugin saw.
+func checkClean(t *testing.T, c counts) {
+	t.Helper()
+	if c.DupStacks != 0 || c.EventAfter != 0 || c.SeqErrors != 0 || c.BadRefs != 0 {
+		t.Errorf("%s (pid %d): dup stacks %d, events after their stack %d, seq errors %d, bad refs %d",
+			c.Name, c.PID, c.DupStacks, c.EventAfter, c.SeqErrors, c.BadRefs)
+	}
+}
+
+func checkExact(t *testing.T, c counts, w want) {
+	t.Helper()
+	checkClean(t, c)
+	got := want{c.Events, c.CookieEvents, c.Stacks, c.StackSum}
+	if got != w {
+		t.Errorf("%s: got events %d (with cookie %d), stacks %d, sum %#x; want %d (%d), %d, %#x",
+			c.Name, got.events, got.cookieEvents, got.stacks, got.sum, w.events, w.cookieEvents, w.stacks, w.sum)
+	}
+	if c.LostNotices != 0 {
+		t.Errorf("%s: %d lost notices (%d events, %d stacks)", c.Name, c.LostNotices, c.LostEvents, c.LostStacks)
+	}
+}
+
+// TestExactlyOnce sends 100,000 entries to three plugins, one per request
+// mode, and checks on both sides that every event and every stack arrived
+// once, events before their stack, with the right frames.
+func TestExactlyOnce(t *testing.T) {
+	eng, err := deferred.New(deferred.Options{Shards: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	specs := []Spec{
+		spec("always", out, "MODE=always", "SUBS=sample"),
+		spec("decide", out, "MODE=decide", "SUBS=sys:read"),
+		spec("never", out, "MODE=never", "SUBS=sample,sys:*"),
+	}
+	for i := range specs {
+		specs[i].OutboxSize = 1 << 18 // no drops here: this test is about exactly once
+		specs[i].DecideDeadline = 5 * time.Second
+	}
+	r := start(t, eng, specs, Options{})
+	waitFor(t, r.m, 20*time.Second, "plugins running", allRunning)
+
+	const goroutines, perG = 2, 50_000
+	infos := drive(t, eng, r.m, goroutines, perG, 1000, nil)
+	if err := r.stop(t); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+
+	var wa, wd, wn want
+	for _, e := range infos {
+		wa.events++
+		wa.cookieEvents++
+		wa.stack(e)
+		wn.events++
+		if e.read {
+			wn.events++
+			wd.events++
+			if e.tid%2 == 1 {
+				wd.cookieEvents++
+				wd.stack(e)
+			}
+		}
+	}
+	if len(infos) != goroutines*perG {
+		t.Fatalf("driver made %d entries, want %d", len(infos), goroutines*perG)
+	}
+	rep := reports(t, out)
+	for name, w := range map[string]want{"always": wa, "decide": wd, "never": wn} {
+		rs := rep[name]
+		if len(rs) != 1 {
+			t.Fatalf("%s: %d reports, want 1", name, len(rs))
+		}
+		c := rs[0]
+		checkExact(t, c, w)
+		if c.RequestRet != -22 || !c.RequestIsSDK {
+			t.Errorf("%s: Host.Request for an unknown tid: ret %d, error %q (sdk.ErrUnknownTask: %v); want -22, sdk.ErrUnknownTask",
+				name, c.RequestRet, c.RequestErr, c.RequestIsSDK)
+		}
+		s := byName(r.m.Stats(), name)
+		if s.DroppedEvents != 0 || s.DroppedStacks != 0 || s.DecideTimeouts != 0 || s.DecideErrors != 0 || s.Crashes != 0 {
+			t.Errorf("%s: stats %+v", name, s)
+		}
+		if s.Acked != s.Batches {
+			t.Errorf("%s: host sent %d batches, %d acked", name, s.Batches, s.Acked)
+		}
+		if s.StackDefs+s.StackRefs != w.stacks {
+			t.Errorf("%s: stack defs %d + refs %d != stacks %d", name, s.StackDefs, s.StackRefs, w.stacks)
+		}
+		if s.Events != w.events || s.Stacks != w.stacks || s.ItemsSent != w.events+w.stacks {
+			t.Errorf("%s: host queued %d events, %d stacks, sent %d items; want %d, %d", name, s.Events, s.Stacks, s.ItemsSent, w.events, w.stacks)
+		}
+		if s.State != StateStopped {
+			t.Errorf("%s: state %v after Run", name, s.State)
+		}
+		t.Logf("%s: %d events, %d stacks (%d defined, %d by reference), %d batches (%.1f items/batch), %d decide calls",
+			name, c.Events, c.Stacks, s.StackDefs, s.StackRefs, s.Batches, float64(s.ItemsSent)/float64(max(s.Batches, 1)), s.DecideCalls)
+	}
+	if got := byName(r.m.Stats(), "always").StackDefs; got != 64 {
+		t.Errorf("always: %d stacks defined, want the 64 distinct ones", got)
+	}
+}
+
+// TestLoneEventIsSent: a single event does not wait for its batch to fill;
+// it leaves within BatchDelay (plus scheduling).
+func TestLoneEventIsSent(t *testing.T) {
+	eng, err := deferred.New(deferred.Options{Shards: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := start(t, eng, []Spec{spec("lone", t.TempDir(), "MODE=never", "SUBS=sample")}, Options{BatchDelay: 3 * time.Millisecond})
+	waitFor(t, r.m, 20*time.Second, "plugin running", allRunning)
+	tk, err := eng.AddTask(77, 77, deferred.KindUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tk.Exit()
+	regs, snap, _ := synthStack(4, 0x500000)
+	if err := tk.Open(eng.Shard(0), regs, snap); err != nil {
+		t.Fatal(err)
+	}
+	d := r.m.Dispatcher()
+	began := time.Now()
+	d.Event(tk, Event{Kind: KindSample, Name: "cpu-clock"})
+	d.EndEntry(tk)
+	tk.Close()
+	waitFor(t, r.m, 5*time.Second, "the event to be acknowledged", func(st []Stats) bool { return st[0].ItemsSent == 1 && st[0].Acked == 1 })
+	t.Logf("one event sent and acknowledged %v after it was dispatched", time.Since(began))
+	if took := time.Since(began); took > time.Second {
+		t.Errorf("a lone event took %v", took)
+	}
+}

@@ -1,0 +1,544 @@
+package pluginhost
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	goplugin "github.com/hashicorp/go-plugin"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+
+	"github.com/unwindd/unwindd/arch/x86_64"
+	"github.com/unwindd/unwindd/host/deferred"
+	"github.com/unwindd/unwindd/sdk"
+	pluginpb "github.com/unwindd/unwindd/sdk/proto"
+)
+
+// maxLostCookies bounds the cookies one lost notice names; the counts in it
+// stay exact.
+const maxLostCookies = 4096
+
+type itemKind uint8
+
+const (
+	itemEvent itemKind = iota + 1
+	itemStack
+)
+
+// item is one entry of an outbox: an event (with the cookie stamped for
+// this plugin) or a stack.
+type item struct {
+	kind     itemKind
+	pid, tid int32
+	cookie   uint64
+	ev       Event
+	st       *stack
+}
+
+// instance is one running plugin process and its connection: a tracer bit,
+// an outbox, a sender and a receiver goroutine. A restart builds a new one.
+type instance struct {
+	m     *Manager
+	p     *plugin
+	log   *zap.Logger
+	start time.Time
+
+	client *goplugin.Client
+	remote *sdk.Remote
+	tracer *deferred.Tracer
+	match  *matcher
+	mode   Mode
+	name   string // as the plugin described itself
+
+	outbox chan item
+	gone   atomic.Bool   // unpublished: pushes are dropped
+	wake   chan struct{} // cap 1: something was dropped
+	lostMu sync.Mutex    // guards the lost* fields; a leaf lock
+	lostEv uint64
+	lostSt uint64
+	lostCk map[uint64]struct{}
+
+	ctx     context.Context // ends the stream; not derived from Run's ctx, so that shutdown can drain
+	cancel  context.CancelFunc
+	stream  pluginpb.Tracer_DeliverClient
+	window  chan struct{} // one token per unacknowledged batch
+	sent    atomic.Uint64 // last seq sent
+	acked   atomic.Uint64 // last seq acknowledged
+	ackCh   chan struct{} // cap 1: an ack arrived
+	lastAck atomic.Int64  // unix ns of the last ack, or of the send that opened the window
+
+	drain      chan struct{} // closed: send what is left, then close the stream
+	senderDone chan struct{}
+	recvDone   chan struct{}
+	failOnce   sync.Once
+	failErr    error
+	failed     chan struct{}
+}
+
+// startInstance starts p's process and connects to it. On error, whatever
+// it took is released.
+func (m *Manager) startInstance(p *plugin) (_ *instance, err error) {
+	in := &instance{
+		m: m, p: p, log: p.log, start: time.Now(),
+		outbox: make(chan item, p.spec.OutboxSize), wake: make(chan struct{}, 1),
+		window: make(chan struct{}, m.opts.Window), ackCh: make(chan struct{}, 1),
+		drain: make(chan struct{}), senderDone: make(chan struct{}), recvDone: make(chan struct{}),
+		failed: make(chan struct{}),
+	}
+	cmd := exec.Command(p.spec.Path, p.spec.Args...)
+	cmd.Env = slices.Clone(p.spec.Env)
+	cfg := &goplugin.ClientConfig{
+		HandshakeConfig:  sdk.Handshake,
+		Plugins:          goplugin.PluginSet{sdk.PluginName: &sdk.GRPCPlugin{}},
+		Cmd:              cmd,
+		AllowedProtocols: []goplugin.Protocol{goplugin.ProtocolGRPC},
+		AutoMTLS:         true,
+		Logger:           newHclog(p.log, "plugin"),
+		StartTimeout:     m.opts.HandshakeTimeout,
+	}
+	if p.spec.cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: p.spec.cred}
+		// The plugin must be able to dial the host's broker sockets.
+		cfg.UnixSocketConfig = &goplugin.UnixSocketConfig{Group: p.spec.gid}
+	}
+	if p.spec.sum != nil {
+		cfg.SecureConfig = &goplugin.SecureConfig{Checksum: p.spec.sum, Hash: sha256.New()}
+	}
+	in.client = goplugin.NewClient(cfg)
+	defer func() {
+		if err != nil {
+			in.client.Kill()
+		}
+	}()
+	rpc, err := in.client.Client()
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", p.spec.Path, err)
+	}
+	raw, err := rpc.Dispense(sdk.PluginName)
+	if err != nil {
+		return nil, fmt.Errorf("dispense: %w", err)
+	}
+	rem, ok := raw.(*sdk.Remote)
+	if !ok {
+		return nil, fmt.Errorf("dispense: got %T, want *sdk.Remote", raw)
+	}
+	in.remote = rem
+
+	if in.tracer, err = m.eng.Register(p.spec.Name, in.callback); err != nil {
+		return nil, fmt.Errorf("register tracer: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			m.eng.Cancel(in.tracer)
+		}
+	}()
+	hs := &hostServer{eng: m.eng, tracer: in.tracer, log: p.log}
+	id := rem.Broker.NextId()
+	go rem.Broker.AcceptAndServe(id, func(opts []grpc.ServerOption) *grpc.Server {
+		s := grpc.NewServer(opts...)
+		pluginpb.RegisterHostServer(s, hs)
+		return s
+	})
+
+	dctx, dcancel := context.WithTimeout(context.Background(), m.opts.HandshakeTimeout)
+	desc, err := rem.Client.Describe(dctx, &pluginpb.DescribeRequest{
+		HostBrokerId: id, Config: p.spec.Config, HostVersion: m.opts.HostVersion,
+	})
+	dcancel()
+	if err != nil {
+		return nil, fmt.Errorf("describe: %w", err)
+	}
+	d, err := sdk.DescriptionFromProto(desc)
+	if err != nil {
+		return nil, fmt.Errorf("describe: %w", err)
+	}
+	in.match, in.mode, in.name = newMatcher(&d), modeOf(d.Mode), d.Name
+
+	in.ctx, in.cancel = context.WithCancel(context.Background())
+	if in.stream, err = rem.Client.Deliver(in.ctx); err != nil {
+		in.cancel()
+		return nil, fmt.Errorf("open deliver stream: %w", err)
+	}
+	go in.send()
+	go in.receive()
+	in.log.Info("plugin started", zap.String("described_as", in.name), zap.String("version", d.Version),
+		zap.Stringer("mode", in.mode), zap.Int("bit", in.tracer.Bit()), zap.Int("subscriptions", len(d.Subscriptions)))
+	return in, nil
+}
+
+// fail records why the instance died (the first reason wins) and wakes the
+// supervisor.
+func (in *instance) fail(err error) {
+	in.failOnce.Do(func() {
+		in.failErr = err
+		close(in.failed)
+	})
+}
+
+func (in *instance) draining() bool {
+	select {
+	case <-in.drain:
+		return true
+	default:
+		return false
+	}
+}
+
+// callback is the instance's deferred-engine callback: it copies the trace
+// out of the engine's cache and queues it behind the entry's events.
+func (in *instance) callback(t *deferred.Task, tr *x86_64.Trace, c deferred.Cookie) {
+	n := len(tr.Frames)
+	s := &stack{
+		cookie: uint64(c), pid: t.PID(), tid: t.TID(), timeNS: uint64(time.Now().UnixNano()),
+		end: tr.End, pcs: make([]uint64, n), types: make([]byte, n),
+	}
+	for i, f := range tr.Frames {
+		s.pcs[i], s.types[i] = f.PC, byte(f.Type)
+	}
+	in.push(item{kind: itemStack, pid: s.pid, tid: s.tid, cookie: s.cookie, st: s})
+}
+
+// push queues it without blocking; a full outbox drops it and remembers
+// the loss for the next lost notice.
+func (in *instance) push(it item) {
+	if in.gone.Load() { // a dispatcher that loaded the plugin list before it died
+		in.dropped(it.kind, it.cookie, 1)
+		return
+	}
+	select {
+	case in.outbox <- it:
+		if it.kind == itemEvent {
+			in.p.ctr.events.Add(1)
+		} else {
+			in.p.ctr.stacks.Add(1)
+		}
+		return
+	default:
+	}
+	in.dropped(it.kind, it.cookie, 1)
+	select {
+	case in.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (in *instance) dropped(kind itemKind, cookie uint64, n uint64) {
+	in.lostMu.Lock()
+	if kind == itemEvent {
+		in.lostEv += n
+	} else {
+		in.lostSt += n
+	}
+	if cookie != 0 && len(in.lostCk) < maxLostCookies {
+		if in.lostCk == nil {
+			in.lostCk = make(map[uint64]struct{})
+		}
+		in.lostCk[cookie] = struct{}{}
+	}
+	in.lostMu.Unlock()
+	if kind == itemEvent {
+		in.p.ctr.droppedEvents.Add(n)
+	} else {
+		in.p.ctr.droppedStacks.Add(n)
+	}
+}
+
+// takeLost returns the pending lost notice, if any, and clears it.
+func (in *instance) takeLost() *pluginpb.Lost {
+	in.lostMu.Lock()
+	defer in.lostMu.Unlock()
+	if in.lostEv == 0 && in.lostSt == 0 {
+		return nil
+	}
+	l := &pluginpb.Lost{Events: in.lostEv, Stacks: in.lostSt}
+	for c := range in.lostCk {
+		l.Cookies = append(l.Cookies, c)
+	}
+	slices.Sort(l.Cookies)
+	in.lostEv, in.lostSt, in.lostCk = 0, 0, nil
+	return l
+}
+
+// send is the sender goroutine: it batches the outbox (BatchSize items, or
+// BatchDelay after the first), interns stacks, numbers batches and keeps at
+// most Window of them unacknowledged.
+func (in *instance) send() {
+	defer close(in.senderDone)
+	opts := in.m.opts
+	tabs := newInterner(opts.Resolver)
+	items := make([]item, 0, opts.BatchSize)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	for {
+		items = items[:0]
+		select {
+		case it := <-in.outbox:
+			items = append(items, it)
+		case <-in.wake:
+		case <-in.drain:
+			select {
+			case it := <-in.outbox:
+				items = append(items, it)
+			default:
+				// Empty: send the last lost notice, if any, and finish.
+				if err := in.sendBatch(tabs, nil, in.takeLost()); err != nil {
+					in.fail(err)
+					return
+				}
+				if len(in.outbox) != 0 {
+					continue
+				}
+				in.finish()
+				return
+			}
+		case <-in.ctx.Done():
+			return
+		}
+	fill:
+		for len(items) > 0 && len(items) < opts.BatchSize {
+			select {
+			case it := <-in.outbox:
+				items = append(items, it)
+				continue
+			default:
+			}
+			if in.draining() {
+				break
+			}
+			timer.Reset(opts.BatchDelay)
+			for len(items) < opts.BatchSize {
+				select {
+				case it := <-in.outbox:
+					items = append(items, it)
+				case <-timer.C:
+					break fill
+				case <-in.ctx.Done():
+					return
+				}
+			}
+			timer.Stop()
+		}
+		if err := in.sendBatch(tabs, items, in.takeLost()); err != nil {
+			in.fail(err)
+			return
+		}
+		clear(items) // let the events' strings and stacks go
+	}
+}
+
+// sendBatch builds one batch from items and a lost notice and sends it.
+func (in *instance) sendBatch(tabs *interner, items []item, lost *pluginpb.Lost) error {
+	if len(items) == 0 && lost == nil {
+		return nil
+	}
+	b := &pluginpb.Batch{Items: make([]*pluginpb.Item, 0, len(items)+1)}
+	if lost != nil {
+		b.Items = append(b.Items, &pluginpb.Item{Item: &pluginpb.Item_Lost{Lost: lost}})
+		in.p.ctr.lostNotices.Add(1)
+	}
+	defs, refs := tabs.defs, tabs.refs
+	for i := range items {
+		it := &items[i]
+		switch it.kind {
+		case itemEvent:
+			b.Items = append(b.Items, &pluginpb.Item{Item: &pluginpb.Item_Event{Event: toPB(&it.ev, it.pid, it.tid, it.cookie)}})
+		case itemStack:
+			b.Items = append(b.Items, tabs.stackRef(b, it.st))
+		}
+	}
+	// Wait for room in the window.
+	select {
+	case in.window <- struct{}{}:
+	default:
+		t := time.NewTimer(in.m.opts.AckTimeout)
+		defer t.Stop()
+		select {
+		case in.window <- struct{}{}:
+		case <-t.C:
+			return fmt.Errorf("plugin acknowledged nothing for %v with %d batches in flight", in.m.opts.AckTimeout, cap(in.window))
+		case <-in.ctx.Done():
+			return in.ctx.Err()
+		}
+	}
+	seq := in.sent.Load() + 1
+	b.Seq = seq
+	if in.acked.Load() == seq-1 {
+		in.lastAck.Store(time.Now().UnixNano()) // the ack clock starts now
+	}
+	in.sent.Store(seq)
+	if err := in.stream.Send(b); err != nil {
+		return fmt.Errorf("send batch %d: %w", seq, err)
+	}
+	c := &in.p.ctr
+	c.batches.Add(1)
+	c.itemsSent.Add(uint64(len(items)))
+	c.stackDefs.Add(tabs.defs - defs)
+	c.stackRefs.Add(tabs.refs - refs)
+	return nil
+}
+
+// finish waits for the last acknowledgement, then closes the stream: the
+// plugin's Deliver returns and the receiver sees the end.
+func (in *instance) finish() {
+	t := time.NewTimer(in.m.opts.AckTimeout)
+	defer t.Stop()
+	for in.acked.Load() < in.sent.Load() {
+		select {
+		case <-in.ackCh:
+		case <-t.C:
+			in.fail(fmt.Errorf("drain: plugin did not acknowledge batches %d..%d within %v", in.acked.Load()+1, in.sent.Load(), in.m.opts.AckTimeout))
+			return
+		case <-in.ctx.Done():
+			return
+		}
+	}
+	if err := in.stream.CloseSend(); err != nil {
+		in.fail(fmt.Errorf("drain: close stream: %w", err))
+	}
+}
+
+// receive is the receiver goroutine: it takes cumulative acknowledgements
+// and frees their window slots. A broken stream is the plugin's death.
+func (in *instance) receive() {
+	defer close(in.recvDone)
+	for {
+		ack, err := in.stream.Recv()
+		if err == io.EOF {
+			if !in.draining() || in.acked.Load() < in.sent.Load() {
+				in.fail(errors.New("plugin ended its delivery stream"))
+			}
+			return
+		}
+		if err != nil {
+			in.fail(fmt.Errorf("delivery stream broke: %w", err))
+			return
+		}
+		seq, prev := ack.GetSeq(), in.acked.Load()
+		if seq <= prev {
+			continue
+		}
+		if seq > in.sent.Load() {
+			in.fail(fmt.Errorf("plugin acknowledged batch %d, only %d sent", seq, in.sent.Load()))
+			return
+		}
+		for range seq - prev {
+			<-in.window
+		}
+		in.acked.Store(seq)
+		in.lastAck.Store(time.Now().UnixNano())
+		in.p.ctr.acked.Add(seq - prev)
+		select {
+		case in.ackCh <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// watch waits until the instance dies (its error) or ctx ends (nil),
+// checking the process and the acknowledgement clock.
+func (in *instance) watch(ctx context.Context) error {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-in.failed:
+			return in.failErr
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+			if in.client.Exited() {
+				in.fail(errors.New("plugin process exited"))
+			}
+			if acked := in.acked.Load(); in.sent.Load() > acked && time.Since(time.Unix(0, in.lastAck.Load())) > in.m.opts.AckTimeout {
+				in.fail(fmt.Errorf("plugin has not acknowledged batch %d for %v", acked+1, in.m.opts.AckTimeout))
+			}
+		}
+	}
+}
+
+// stop tears the instance down after a failure: no more items, no more
+// callbacks, process killed; what the outbox still held counts as dropped.
+func (in *instance) stop() {
+	in.m.unpublish(in)
+	in.m.eng.Cancel(in.tracer)
+	in.cancel()
+	in.client.Kill()
+	<-in.senderDone
+	<-in.recvDone
+	in.discard()
+}
+
+// shutdown drains the instance within the drain deadline, then stops the
+// process. It reports what could not be delivered.
+func (in *instance) shutdown() error {
+	in.m.unpublish(in)
+	in.m.eng.Cancel(in.tracer)
+	close(in.drain)
+	t := time.NewTimer(in.m.opts.DrainTimeout)
+	defer t.Stop()
+	var err error
+	select {
+	case <-in.recvDone:
+		select {
+		case <-in.failed:
+			err = in.failErr
+		default:
+		}
+	case <-in.failed:
+		err = in.failErr
+	case <-t.C:
+		err = fmt.Errorf("drain: not done within %v (%d batches unacknowledged, %d items queued)",
+			in.m.opts.DrainTimeout, in.sent.Load()-in.acked.Load(), len(in.outbox))
+	}
+	in.cancel()
+	in.client.Kill()
+	<-in.senderDone
+	<-in.recvDone
+	in.discard()
+	return err
+}
+
+// discard counts what is left in the outbox as dropped.
+func (in *instance) discard() {
+	for {
+		select {
+		case it := <-in.outbox:
+			in.dropped(it.kind, it.cookie, 1)
+		default:
+			return
+		}
+	}
+}
+
+// decide asks the plugin whether it wants the stack of t's open entry,
+// within the plugin's deadline. A missed deadline or an error is "no".
+func (in *instance) decide(t *deferred.Task, evs []Event) bool {
+	ctx, cancel := context.WithTimeout(in.ctx, in.p.spec.DecideDeadline)
+	defer cancel()
+	e := &pluginpb.DecideEntry{Key: 1, Pid: t.PID(), Tid: t.TID(), Events: make([]*pluginpb.Event, len(evs))}
+	for i := range evs {
+		e.Events[i] = toPB(&evs[i], t.PID(), t.TID(), 0)
+	}
+	in.p.ctr.decideCalls.Add(1)
+	resp, err := in.remote.Client.Decide(ctx, &pluginpb.DecideRequest{Entries: []*pluginpb.DecideEntry{e}})
+	if err != nil {
+		if ctx.Err() == context.DeadlineExceeded {
+			in.p.ctr.decideTimeouts.Add(1)
+		} else {
+			in.p.ctr.decideErrors.Add(1)
+			in.log.Debug("decide failed", zap.Error(err))
+		}
+		return false
+	}
+	return slices.Contains(resp.GetWant(), 1)
+}

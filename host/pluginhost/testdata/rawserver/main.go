@@ -1,0 +1,59 @@
+// Command rawserver is the baseline of BenchmarkRawGRPCStream: a process
+// that serves the Tracer service's Deliver stream on a plain gRPC server on
+// a Unix socket (no go-plugin, no TLS), and acknowledges every batch after
+// decoding it. It prints "ready" when it listens and exits when stdin closes.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+
+	"google.golang.org/grpc"
+
+	pluginpb "github.com/unwindd/unwindd/sdk/proto"
+)
+
+type server struct {
+	pluginpb.UnimplementedTracerServer
+}
+
+func (server) Deliver(s pluginpb.Tracer_DeliverServer) error {
+	for {
+		b, err := s.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := s.Send(&pluginpb.Ack{Seq: b.GetSeq()}); err != nil {
+			return err
+		}
+	}
+}
+
+func main() {
+	if len(os.Args) != 2 {
+		fmt.Fprintln(os.Stderr, "usage: rawserver SOCKET")
+		os.Exit(2)
+	}
+	l, err := net.Listen("unix", os.Args[1])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	s := grpc.NewServer()
+	pluginpb.RegisterTracerServer(s, server{})
+	go func() {
+		io.Copy(io.Discard, os.Stdin)
+		s.Stop()
+	}()
+	fmt.Println("ready")
+	if err := s.Serve(l); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
