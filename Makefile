@@ -6,13 +6,14 @@ BIN     := bin
 UNWINDD := $(BIN)/unwindd
 DEMO    := $(BIN)/demo
 # Debian packages the build and the tests use: gcc builds the C test targets
-# and the demo, gdb is the backtrace oracle, libc6-dbg gives libc's frames
-# their names (as gdb finds them, by build-id).
-DEBS    := gcc gdb libc6-dbg
+# and the demo, gdb and perf are oracles (backtraces; perf.data and perf
+# script), libc6-dbg gives libc's frames their names (as gdb finds them, by
+# build-id).
+DEBS    := gcc gdb libc6-dbg linux-perf
 # On CI (CI=true) these must not be skipped for lack of them: a test that
 # would skip fails instead (internal/testutil.Need).
 comma   := ,
-export UNWINDD_TEST_REQUIRE ?= $(if $(filter true,$(CI)),gcc$(comma)gdb$(comma)ptrace$(comma)libc$(comma)libc6-dbg$(comma)objcopy$(comma)setuid)
+export UNWINDD_TEST_REQUIRE ?= $(if $(filter true,$(CI)),gcc$(comma)gdb$(comma)ptrace$(comma)libc$(comma)libc6-dbg$(comma)objcopy$(comma)setuid$(comma)perf)
 FUZZTIME ?= 30s
 
 # Code generation (make generate): protoc from Debian, the Go plugins pinned.
