@@ -63,6 +63,8 @@ test: deps vet
 # Each fuzz target for FUZZTIME; crashers land in the package's testdata/fuzz/.
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzUnwind$$' -fuzztime $(FUZZTIME) ./arch/x86_64/
+	$(GO) test -run '^$$' -fuzz '^FuzzBatch$$' -fuzztime $(FUZZTIME) ./sdk/
+	$(GO) test -run '^$$' -fuzz '^FuzzPerfData$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 3s ./host/perfdata/
 
 # The benchmarks beside their baselines, as the README's performance table quotes them.
 bench:
