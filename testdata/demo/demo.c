@@ -14,11 +14,15 @@
  *   gcc -O0 -fno-omit-frame-pointer -pthread -o demo testdata/demo/demo.c
  *   unwindd stack --after 300ms -- ./demo
  *
- * It prints one line once every thread spins, and runs until killed.
+ * It prints one line once every thread spins, and runs until killed, or,
+ * given a number of milliseconds (demo 1000), exits after that long (for
+ * perf record -- ./demo 1000).
  */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 static volatile unsigned long sink;
@@ -68,7 +72,24 @@ static void *worker_start(void *arg) {
 	return NULL;
 }
 
-int main(void) {
+/* stopper ends the whole program after the milliseconds it is given. */
+static void *stopper(void *arg) {
+	long ms = (long)arg;
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+	while (nanosleep(&ts, &ts) != 0)
+		;
+	exit(0);
+}
+
+int main(int argc, char **argv) {
+	if (argc > 1) {
+		long ms = atol(argv[1]);
+		pthread_t t;
+		if (ms <= 0 || pthread_create(&t, NULL, stopper, (void *)ms) != 0) {
+			fprintf(stderr, "usage: demo [milliseconds to run]\n");
+			return 2;
+		}
+	}
 	static struct worker workers[] = {
 		{"compress", compress_file},
 		{"hash", hash_file},

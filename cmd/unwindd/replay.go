@@ -1,0 +1,179 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/unwindd/unwindd/host/pluginhost"
+	"github.com/unwindd/unwindd/host/replay"
+)
+
+// perfPluginName is the default plugin's binary, looked for beside unwindd.
+const perfPluginName = "unwindd-plugin-perf"
+
+// progressMin is the file size from which a terminal gets progress.
+const progressMin = 64 << 20
+
+type replayOptions struct {
+	out     string
+	plugins []string
+}
+
+func newReplayCmd(a *app) *cobra.Command {
+	var o replayOptions
+	cmd := &cobra.Command{
+		Use:   "replay [--out DIR] [--plugin PATH]... FILE",
+		Short: "Replay a perf.data file through the host into the plugins",
+		Long: `Replay a perf.data file (perf record's output) through the host: every
+sample and tracepoint becomes an event in a kernel entry, every entry's user
+stack is walked from the recorded registers and stack copy (perf record
+--call-graph dwarf) or taken from the recorded callchain (perf record -g),
+and the plugins get both, as they would live. unwindd exits when every
+plugin has acknowledged everything, and prints a summary.
+
+The plugins are the perf plugin (` + perfPluginName + `, found beside the
+unwindd executable), or those given with --plugin. Each gets the config
+"out: DIR".`,
+		Example: `  perf record -e cpu-clock -F 999 --call-graph dwarf -o perf.data -- ./prog
+  unwindd replay --out out perf.data`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usageError{fmt.Errorf("replay: give one perf.data file, got %d arguments", len(args))}
+			}
+			if o.out == "" {
+				return usageError{errors.New("replay: --out must not be empty")}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runReplay(cmd, a, o, args[0])
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.out, "out", "unwindd-out", "directory the plugins write their output to")
+	f.StringArrayVar(&o.plugins, "plugin", nil, "a plugin binary to replay into instead of the perf plugin (repeatable)")
+	return cmd
+}
+
+func runReplay(cmd *cobra.Command, a *app, o replayOptions, path string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("replay: %w", err)
+	}
+	if !st.Mode().IsRegular() && st.Mode()&fs.ModeNamedPipe == 0 {
+		return fmt.Errorf("replay: %s is not a file", path)
+	}
+	specs, err := pluginSpecs(o)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
+		return fmt.Errorf("replay: %w", err)
+	}
+	ro := replay.Options{Plugins: specs, Manager: pluginhost.Options{HostVersion: "unwindd"}}
+	var prog *progress
+	if st.Size() >= progressMin && isTerminal(a.stderr) {
+		prog = &progress{w: a.stderr}
+		ro.Progress = prog.update
+	}
+	sum, err := replay.Run(cmd.Context(), path, ro, a.log)
+	prog.done()
+	if sum != nil {
+		writeSummary(a.stdout, sum)
+		for _, p := range sum.Plugins {
+			if p.State == pluginhost.StateFailed {
+				err = errors.Join(err, fmt.Errorf("plugin %s failed: %w", p.Name, p.Err))
+			}
+		}
+	}
+	return err
+}
+
+// pluginSpecs returns the plugins to start: those of --plugin, or the perf
+// plugin beside the executable.
+func pluginSpecs(o replayOptions) ([]pluginhost.Spec, error) {
+	config := []byte("out: " + o.out + "\n")
+	paths := o.plugins
+	if len(paths) == 0 {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("replay: find the perf plugin: %w", err)
+		}
+		p := filepath.Join(filepath.Dir(exe), perfPluginName)
+		if _, err := os.Stat(p); err != nil {
+			return nil, fmt.Errorf("replay: the perf plugin is not beside unwindd (%w); build it (make build) or give --plugin", err)
+		}
+		paths = []string{p}
+	}
+	var specs []pluginhost.Spec
+	seen := map[string]int{}
+	for _, p := range paths {
+		if st, err := os.Stat(p); err != nil {
+			return nil, fmt.Errorf("replay: plugin: %w", err)
+		} else if st.IsDir() || st.Mode().Perm()&0o111 == 0 {
+			return nil, fmt.Errorf("replay: plugin %s is not an executable file", p)
+		}
+		name := strings.TrimPrefix(filepath.Base(p), "unwindd-plugin-")
+		if seen[name]++; seen[name] > 1 {
+			name = fmt.Sprintf("%s-%d", name, seen[name])
+		}
+		specs = append(specs, pluginhost.Spec{Name: name, Path: p, Config: config})
+	}
+	return specs, nil
+}
+
+func writeSummary(w io.Writer, s *replay.Summary) {
+	f, t := s.Feed, s.Tracker
+	fmt.Fprintf(w, "replayed %s in %v\n", s.File, s.Duration.Round(time.Millisecond))
+	fmt.Fprintf(w, "  records  %d (samples %d, skipped %d)\n", f.Records, f.Samples, f.Skipped)
+	fmt.Fprintf(w, "  entries  %d (unwinds %d, events %d, refused %d)\n", t.Entries, t.Unwinds, t.Events, t.Refused)
+	fmt.Fprintf(w, "  tasks    %d (exited %d), mappings %d\n", t.Tasks, t.Exits, t.Mmaps)
+	fmt.Fprintf(w, "  lost     %d records, %d events (%d entries ended early)\n", f.LostRecords, f.LostEvents, t.LostEnds)
+	for _, p := range s.Plugins {
+		fmt.Fprintf(w, "  plugin %s (%v): events %d, callbacks %d, dropped %d events %d stacks, lost notices %d, batches %d acked %d\n",
+			p.Name, p.State, p.Events, p.Stacks+p.DroppedStacks, p.DroppedEvents, p.DroppedStacks, p.LostNotices, p.Batches, p.Acked)
+		if p.Err != nil {
+			fmt.Fprintf(w, "    error: %v\n", p.Err)
+		}
+	}
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// progress draws a one-line progress report, at most five times a second.
+type progress struct {
+	w    io.Writer
+	last time.Time
+	drew bool
+}
+
+func (p *progress) update(done, total int64) {
+	if total <= 0 || time.Since(p.last) < 200*time.Millisecond && done < total {
+		return
+	}
+	p.last, p.drew = time.Now(), true
+	fmt.Fprintf(p.w, "\rreplay: %3d%% (%d of %d MiB)", done*100/total, done>>20, total>>20)
+}
+
+func (p *progress) done() {
+	if p != nil && p.drew {
+		fmt.Fprintln(p.w)
+	}
+}
