@@ -9,14 +9,37 @@ import (
 
 // decoder is the plugin side of one Deliver stream: the interned tables the
 // host has defined on this connection and the last batch seen. A new stream
-// gets a new decoder, so a restarted host connection starts fresh.
+// gets a new decoder, so a restarted host connection starts fresh. Ids are
+// implicit (the n-th definition has id n), so the tables are slices indexed
+// by id, with a placeholder at 0.
 type decoder struct {
 	seq       uint64 // last batch delivered; 0 before the first
-	mappings  map[uint64]*Mapping
-	functions map[uint64]string
-	locations map[uint64]Frame // Type unset: it belongs to the stack
-	stacks    map[uint64]stackDef
+	strings   []string
+	contexts  []Event // the shared part of events: Kind, Name, CPU, PID, TID, Comm, Period
+	mappings  []*Mapping
+	locations []location
+	stacks    []stackDef
 	doing     string // the Tracer method being called, for panic reports
+
+	// Scratch for the columns of the batch at hand, reused from batch to
+	// batch (nothing delivered points into them).
+	u1, u2, u3, u4 []uint64
+	s1, s2, s3     []int64
+	i1, i2, i3     []int32
+	// The batch's items, decoded by check for batch.
+	evCtx, evCount     []uint64
+	evTime, evCookie   []int64
+	refIDs             []uint64
+	refCookie, refTime []int64
+	refPID, refTID     []int32
+}
+
+// location is one interned location. It holds ids rather than the Frame's
+// pointer and string, so that the table is not scanned by the GC nor
+// written with write barriers; defineStacks makes the Frames.
+type location struct {
+	addr, offset      uint64
+	mapping, function uint32 // ids; validated when defined
 }
 
 // stackDef is one interned stack, decoded once: every StackRef to it shares
@@ -27,12 +50,19 @@ type stackDef struct {
 }
 
 func newDecoder() *decoder {
-	return &decoder{
-		mappings:  make(map[uint64]*Mapping),
-		functions: make(map[uint64]string),
-		locations: make(map[uint64]Frame),
-		stacks:    make(map[uint64]stackDef),
-	}
+	d := &decoder{}
+	d.reset()
+	return d
+}
+
+// reset forgets every definition. What was delivered keeps its values: the
+// tables hold copies and slice headers, and only their slots are reused.
+func (d *decoder) reset() {
+	d.strings = append(d.strings[:0], "")
+	d.contexts = append(d.contexts[:0], Event{})
+	d.mappings = append(d.mappings[:0], nil)
+	d.locations = append(d.locations[:0], location{})
+	d.stacks = append(d.stacks[:0], stackDef{})
 }
 
 // protoErr is a protocol error in batch seq.
@@ -40,122 +70,235 @@ func protoErr(seq uint64, format string, args ...any) error {
 	return fmt.Errorf("%w: batch %d: %s", ErrProtocol, seq, fmt.Sprintf(format, args...))
 }
 
+// at returns col[i], or 0 for an empty (all-zero) optional column.
+func at[T any](col []T, i int) T {
+	if len(col) == 0 {
+		var z T
+		return z
+	}
+	return col[i]
+}
+
 // define adds b's interned definitions to the tables, in dependency order
-// (mappings and functions, then locations, then stacks), so a batch may use
-// what it defines.
+// (strings, mappings, locations, stacks), so a batch may use what it
+// defines.
 func (d *decoder) define(b *pluginpb.Batch) error {
 	seq := b.GetSeq()
+	if b.GetResetTables() {
+		d.reset()
+	}
+	for _, s := range b.GetStrings() {
+		d.strings = append(d.strings, string(s))
+	}
+	if err := d.defineContexts(seq, b.GetContexts()); err != nil {
+		return err
+	}
 	for _, m := range b.GetMappings() {
-		id := m.GetId()
-		if id == 0 {
-			return protoErr(seq, "mapping with id 0")
+		p := m.GetPath()
+		if int(p) >= len(d.strings) {
+			return protoErr(seq, "mapping %d: unknown path string id %d", len(d.mappings), p)
 		}
-		if _, dup := d.mappings[id]; dup {
-			return protoErr(seq, "mapping id %d defined twice", id)
-		}
-		d.mappings[id] = &Mapping{
+		d.mappings = append(d.mappings, &Mapping{
 			Start:   m.GetStart(),
 			Limit:   m.GetLimit(),
 			Offset:  m.GetOffset(),
-			Path:    m.GetPath(),
+			Path:    d.strings[p],
 			BuildID: m.GetBuildId(),
+		})
+	}
+	if err := d.defineLocations(seq, b.GetLocations()); err != nil {
+		return err
+	}
+	return d.defineStacks(seq, b.GetStacks())
+}
+
+func (d *decoder) defineContexts(seq uint64, c *pluginpb.EventContexts) error {
+	kinds := c.GetKinds()
+	n := len(kinds)
+	var ok [6]bool
+	d.u1, ok[0] = uvarints(d.u1, c.GetNames(), n, true)
+	d.i1, ok[1] = int32s(d.i1, c.GetCpus(), n)
+	d.i2, ok[2] = int32s(d.i2, c.GetPids(), n)
+	d.i3, ok[3] = int32s(d.i3, c.GetTids(), n)
+	d.u2, ok[4] = uvarints(d.u2, c.GetComms(), n, true)
+	d.u3, ok[5] = uvarints(d.u3, c.GetPeriods(), n, true)
+	for i, what := range []string{"names", "cpus", "pids", "tids", "comms", "periods"} {
+		if !ok[i] {
+			return protoErr(seq, "event contexts: column %s does not hold %d values", what, n)
 		}
 	}
-	for _, f := range b.GetFunctions() {
-		id := f.GetId()
-		if id == 0 {
-			return protoErr(seq, "function with id 0")
+	names, cpus, pids, tids, comms, periods := d.u1, d.i1, d.i2, d.i3, d.u2, d.u3
+	nstr := uint64(len(d.strings))
+	for i, k := range kinds {
+		id := len(d.contexts)
+		name, comm := at(names, i), at(comms, i)
+		if name >= nstr {
+			return protoErr(seq, "event context %d: unknown name string id %d", id, name)
 		}
-		if _, dup := d.functions[id]; dup {
-			return protoErr(seq, "function id %d defined twice", id)
+		if comm >= nstr {
+			return protoErr(seq, "event context %d: unknown comm string id %d", id, comm)
 		}
-		d.functions[id] = f.GetName()
+		kind := KindUnknown
+		if k > 0 && k <= byte(pluginpb.EventKind_EVENT_KIND_SYSCALL_EXIT) {
+			kind = EventKind(k)
+		}
+		d.contexts = append(d.contexts, Event{
+			Kind:   kind,
+			Name:   d.strings[name],
+			CPU:    at(cpus, i),
+			PID:    at(pids, i),
+			TID:    at(tids, i),
+			Comm:   d.strings[comm],
+			Period: at(periods, i),
+		})
 	}
-	for _, l := range b.GetLocations() {
-		id := l.GetId()
-		if id == 0 {
-			return protoErr(seq, "location with id 0")
+	return nil
+}
+
+func (d *decoder) defineLocations(seq uint64, l *pluginpb.Locations) error {
+	n := int(l.GetCount())
+	var ok [4]bool
+	d.u1, ok[0] = uvarints(d.u1, l.GetAddresses(), n, false)
+	d.u2, ok[1] = uvarints(d.u2, l.GetMappingIds(), n, true)
+	d.u3, ok[2] = uvarints(d.u3, l.GetFunctions(), n, true)
+	d.u4, ok[3] = uvarints(d.u4, l.GetFunctionOffsets(), n, true)
+	for i, what := range []string{"addresses", "mapping ids", "functions", "function offsets"} {
+		if !ok[i] {
+			return protoErr(seq, "locations: column %s does not hold %d values", what, n)
 		}
-		if _, dup := d.locations[id]; dup {
-			return protoErr(seq, "location id %d defined twice", id)
-		}
-		fr := Frame{Addr: l.GetAddress(), Offset: l.GetFunctionOffset()}
-		if mid := l.GetMappingId(); mid != 0 {
-			m, ok := d.mappings[mid]
-			if !ok {
-				return protoErr(seq, "location %d: unknown mapping id %d", id, mid)
-			}
-			fr.Mapping = m
-		}
-		if fid := l.GetFunctionId(); fid != 0 {
-			name, ok := d.functions[fid]
-			if !ok {
-				return protoErr(seq, "location %d: unknown function id %d", id, fid)
-			}
-			fr.Function = name
-		}
-		d.locations[id] = fr
 	}
-	for _, s := range b.GetStacks() {
-		id := s.GetId()
-		if id == 0 {
-			return protoErr(seq, "stack with id 0")
+	addrs, mids, fids, offs := d.u1, d.u2, d.u3, d.u4
+	for i, a := range addrs {
+		id := len(d.locations)
+		mid, fid := at(mids, i), at(fids, i)
+		if mid >= uint64(len(d.mappings)) {
+			return protoErr(seq, "location %d: unknown mapping id %d", id, mid)
 		}
-		if _, dup := d.stacks[id]; dup {
-			return protoErr(seq, "stack id %d defined twice", id)
+		if fid >= uint64(len(d.strings)) {
+			return protoErr(seq, "location %d: unknown function string id %d", id, fid)
 		}
-		locs, types := s.GetLocationIds(), s.GetFrameTypes()
-		if len(locs) != len(types) {
-			return protoErr(seq, "stack %d: %d locations but %d frame types", id, len(locs), len(types))
+		d.locations = append(d.locations, location{addr: a, offset: at(offs, i), mapping: uint32(mid), function: uint32(fid)})
+	}
+	return nil
+}
+
+func (d *decoder) defineStacks(seq uint64, s *pluginpb.StackDefs) error {
+	types, ends := s.GetFrameTypes(), s.GetEnds()
+	var ok bool
+	if d.u1, ok = uvarints(d.u1, s.GetLengths(), len(ends), false); !ok {
+		return protoErr(seq, "stacks: lengths do not hold %d values, one per end reason", len(ends))
+	}
+	lengths := d.u1
+	total := uint64(0)
+	for _, n := range lengths {
+		total = min(total+min(n, 1<<32), 1<<40) // neither can wrap around
+	}
+	if total != uint64(len(types)) {
+		return protoErr(seq, "stacks: the lengths do not add up to the %d frame types", len(types))
+	}
+	if d.s1, ok = svarints(d.s1, s.GetLocationDeltas(), len(types), false); !ok {
+		return protoErr(seq, "stacks: location deltas do not hold %d values, one per frame", len(types))
+	}
+	deltas := d.s1
+	// One array holds the frames of every stack of the batch; each stack's
+	// slice of it is capped, so an append cannot reach a neighbour's.
+	frames := make([]Frame, total)
+	var loc int64
+	k := 0
+	for j, n := range lengths {
+		id := len(d.stacks)
+		if e := EndReason(ends[j]); !e.Valid() {
+			return protoErr(seq, "stack %d: invalid end reason %d", id, ends[j])
 		}
-		if e := s.GetEnd(); e <= 0 || e >= pluginpb.EndReason(numEndReasons) {
-			return protoErr(seq, "stack %d: invalid end reason %d", id, e)
-		}
-		end := EndReason(s.GetEnd())
-		frames := make([]Frame, len(locs))
-		for i, lid := range locs {
-			fr, ok := d.locations[lid]
-			if !ok {
-				return protoErr(seq, "stack %d: frame %d: unknown location id %d", id, i, lid)
+		start := k
+		for i := range int(n) {
+			loc += deltas[k]
+			if loc <= 0 || loc >= int64(len(d.locations)) {
+				return protoErr(seq, "stack %d: frame %d: unknown location id %d", id, i, loc)
 			}
-			fr.Type = FrameType(types[i])
-			if !fr.Type.Valid() {
-				return protoErr(seq, "stack %d: frame %d: invalid frame type %d", id, i, types[i])
+			l := &d.locations[loc]
+			ft := FrameType(types[k])
+			if !ft.Valid() {
+				return protoErr(seq, "stack %d: frame %d: invalid frame type %d", id, i, types[k])
 			}
-			frames[i] = fr
+			frames[k] = Frame{Addr: l.addr, Mapping: d.mappings[l.mapping], Function: d.strings[l.function], Offset: l.offset, Type: ft}
+			k++
 		}
-		d.stacks[id] = stackDef{frames: frames, end: end}
+		def := stackDef{end: EndReason(ends[j])}
+		if k > start {
+			def.frames = frames[start:k:k]
+		}
+		d.stacks = append(d.stacks, def)
 	}
 	return nil
 }
 
 // check validates b's items against the tables before any is delivered, so
-// that a bad batch delivers nothing.
+// that a bad batch delivers nothing. It decodes the items' columns for
+// batch.
 func (d *decoder) check(b *pluginpb.Batch) error {
 	seq := b.GetSeq()
-	for i, it := range b.GetItems() {
-		switch x := it.GetItem().(type) {
-		case *pluginpb.Item_Event:
-			if x.Event == nil {
-				return protoErr(seq, "item %d: empty event", i)
+	ev, refs := b.GetEvents(), b.GetRefs()
+	nev, nref, nlost := int(ev.GetCount()), int(refs.GetCount()), len(b.GetLost())
+	var runs [4]int
+	for i, r := range b.GetRuns() {
+		k, n := r&3, int(r>>2)
+		if k == 0 || n == 0 {
+			return protoErr(seq, "run %d: kind %d, count %d", i, k, n)
+		}
+		runs[k] += n
+	}
+	if runs[pluginpb.ItemKind_ITEM_KIND_EVENT] != nev || runs[pluginpb.ItemKind_ITEM_KIND_STACK] != nref || runs[pluginpb.ItemKind_ITEM_KIND_LOST] != nlost {
+		return protoErr(seq, "runs cover %d events, %d stacks, %d lost notices; the batch has %d, %d, %d",
+			runs[1], runs[2], runs[3], nev, nref, nlost)
+	}
+	var ok [9]bool
+	d.evCtx, ok[0] = uvarints(d.evCtx, ev.GetContexts(), nev, false)
+	d.evTime, ok[1] = svarints(d.evTime, ev.GetTimeDeltas(), nev, true)
+	d.evCookie, ok[2] = svarints(d.evCookie, ev.GetCookieDeltas(), nev, true)
+	d.evCount, ok[3] = uvarints(d.evCount, ev.GetFieldCounts(), nev, true)
+	d.refIDs, ok[4] = uvarints(d.refIDs, refs.GetStackIds(), nref, false)
+	d.refCookie, ok[5] = svarints(d.refCookie, refs.GetCookieDeltas(), nref, false)
+	d.refPID, ok[6] = int32s(d.refPID, refs.GetPids(), nref)
+	d.refTID, ok[7] = int32s(d.refTID, refs.GetTids(), nref)
+	d.refTime, ok[8] = svarints(d.refTime, refs.GetTimeDeltas(), nref, true)
+	for i, what := range []string{
+		"event contexts", "event times", "event cookies", "event field counts",
+		"stack ids", "stack cookies", "stack pids", "stack tids", "stack times",
+	} {
+		if !ok[i] {
+			n := nev
+			if i >= 4 {
+				n = nref
 			}
-		case *pluginpb.Item_Stack:
-			ref := x.Stack
-			if ref == nil {
-				return protoErr(seq, "item %d: empty stack", i)
-			}
-			if _, ok := d.stacks[ref.GetStackId()]; !ok {
-				return protoErr(seq, "item %d: unknown stack id %d", i, ref.GetStackId())
-			}
-			if ref.GetCookie() == 0 {
-				return protoErr(seq, "item %d: stack %d with cookie 0", i, ref.GetStackId())
-			}
-		case *pluginpb.Item_Lost:
-			if x.Lost == nil {
-				return protoErr(seq, "item %d: empty lost notice", i)
-			}
-		default:
-			return protoErr(seq, "item %d: no event, stack or lost notice", i)
+			return protoErr(seq, "column %s does not hold %d values", what, n)
+		}
+	}
+	for i, id := range d.evCtx {
+		if id == 0 || id >= uint64(len(d.contexts)) {
+			return protoErr(seq, "event %d: unknown context id %d", i, id)
+		}
+	}
+	nf := uint64(0)
+	for _, c := range d.evCount {
+		nf += min(c, 1<<32) // a count past any batch cannot wrap the sum around
+	}
+	if nf != uint64(len(ev.GetFields())) {
+		return protoErr(seq, "events: %d fields by their counts, %d sent", nf, len(ev.GetFields()))
+	}
+	var cookie uint64
+	for i, id := range d.refIDs {
+		cookie += uint64(d.refCookie[i])
+		if id == 0 || id >= uint64(len(d.stacks)) {
+			return protoErr(seq, "stack ref %d: unknown stack id %d", i, id)
+		}
+		if cookie == 0 {
+			return protoErr(seq, "stack ref %d: stack %d with cookie 0", i, id)
+		}
+	}
+	for i, l := range b.GetLost() {
+		if l == nil {
+			return protoErr(seq, "lost notice %d: empty", i)
 		}
 	}
 	return nil
@@ -177,55 +320,85 @@ func (d *decoder) batch(ctx context.Context, b *pluginpb.Batch, t Tracer) error 
 		return err
 	}
 	d.seq = seq
-	items := b.GetItems()
-	for i := 0; i < len(items); {
-		switch x := items[i].GetItem().(type) {
-		case *pluginpb.Item_Event:
-			j := i
-			for j < len(items) && items[j].GetEvent() != nil {
-				j++
-			}
-			pe := make([]*pluginpb.Event, j-i)
-			for k := range pe {
-				pe[k] = items[i+k].GetEvent()
-			}
-			events := eventsFromProto(pe)
+	events := d.events(b.GetEvents().GetFields())
+	lost := b.GetLost()
+	var ie, ir, il, item int
+	var refTime, refCookie uint64
+	for _, r := range b.GetRuns() {
+		n := int(r >> 2)
+		switch pluginpb.ItemKind(r & 3) {
+		case pluginpb.ItemKind_ITEM_KIND_EVENT:
 			d.doing = "Tracer.Events"
-			if err := t.Events(ctx, events); err != nil {
-				return fmt.Errorf("sdk: batch %d: Tracer.Events (items %d–%d): %w", seq, i, j-1, err)
+			if err := t.Events(ctx, events[ie:ie+n:ie+n]); err != nil {
+				return fmt.Errorf("sdk: batch %d: Tracer.Events (items %d–%d): %w", seq, item, item+n-1, err)
 			}
-			i = j
-			continue
-		case *pluginpb.Item_Stack:
-			ref := x.Stack
-			def := d.stacks[ref.GetStackId()]
-			s := Stack{
-				Cookie: ref.GetCookie(),
-				PID:    ref.GetPid(),
-				TID:    ref.GetTid(),
-				Time:   ref.GetTimeNs(),
-				Frames: def.frames,
-				End:    def.end,
-			}
+			ie += n
+		case pluginpb.ItemKind_ITEM_KIND_STACK:
 			d.doing = "Tracer.Stack"
-			if err := t.Stack(ctx, s); err != nil {
-				return fmt.Errorf("sdk: batch %d: Tracer.Stack (item %d, cookie %#x): %w", seq, i, s.Cookie, err)
+			for k := range n {
+				refTime += uint64(at(d.refTime, ir))
+				refCookie += uint64(d.refCookie[ir])
+				def := d.stacks[d.refIDs[ir]]
+				s := Stack{
+					Cookie: refCookie,
+					PID:    at(d.refPID, ir),
+					TID:    at(d.refTID, ir),
+					Time:   refTime,
+					Frames: def.frames,
+					End:    def.end,
+				}
+				ir++
+				if err := t.Stack(ctx, s); err != nil {
+					return fmt.Errorf("sdk: batch %d: Tracer.Stack (item %d, cookie %#x): %w", seq, item+k, s.Cookie, err)
+				}
 			}
-		case *pluginpb.Item_Lost:
-			l := Lost{Events: x.Lost.GetEvents(), Stacks: x.Lost.GetStacks(), Cookies: x.Lost.GetCookies()}
+		case pluginpb.ItemKind_ITEM_KIND_LOST:
 			d.doing = "Tracer.Lost"
-			if err := t.Lost(ctx, l); err != nil {
-				return fmt.Errorf("sdk: batch %d: Tracer.Lost (item %d): %w", seq, i, err)
+			for k := range n {
+				pl := lost[il]
+				il++
+				l := Lost{Events: pl.GetEvents(), Stacks: pl.GetStacks(), Cookies: pl.GetCookies()}
+				if err := t.Lost(ctx, l); err != nil {
+					return fmt.Errorf("sdk: batch %d: Tracer.Lost (item %d): %w", seq, item+k, err)
+				}
 			}
 		}
-		i++
+		item += n
 	}
 	d.doing = ""
 	return nil
 }
 
-// eventsFromProto converts a run of events; their fields share one backing
-// array, each event's capped so that an append cannot reach a neighbour's.
+// events decodes a batch's events (checked) into one array; each run is
+// handed over as a capped slice of it, and their fields share one backing
+// array, each event's capped, so that an append cannot reach a neighbour's.
+func (d *decoder) events(pf []*pluginpb.Field) []Event {
+	if len(d.evCtx) == 0 {
+		return nil
+	}
+	var fields []Field
+	if len(pf) > 0 {
+		fields = appendFields(make([]Field, 0, len(pf)), pf)
+	}
+	events := make([]Event, len(d.evCtx))
+	var t, cookie uint64
+	nf := 0
+	for i, c := range d.evCtx {
+		t += uint64(at(d.evTime, i))
+		cookie += uint64(at(d.evCookie, i))
+		e := &events[i]
+		*e = d.contexts[c]
+		e.Time, e.Cookie = t, cookie
+		if n := int(at(d.evCount, i)); n > 0 {
+			e.Fields = fields[nf : nf+n : nf+n]
+			nf += n
+		}
+	}
+	return events
+}
+
+// eventsFromProto converts the events of a DecideEntry; their fields share
+// one backing array, each event's capped.
 func eventsFromProto(pe []*pluginpb.Event) []Event {
 	n := 0
 	for _, e := range pe {
@@ -251,12 +424,12 @@ func eventFromProto(e *pluginpb.Event, fields []Field) Event {
 	}
 	return Event{
 		Kind:   kind,
-		Name:   e.GetName(),
+		Name:   string(e.GetName()),
 		Time:   e.GetTimeNs(),
 		CPU:    e.GetCpu(),
 		PID:    e.GetPid(),
 		TID:    e.GetTid(),
-		Comm:   e.GetComm(),
+		Comm:   string(e.GetComm()),
 		Cookie: e.GetCookie(),
 		Period: e.GetPeriod(),
 		Fields: fields,
@@ -272,7 +445,7 @@ func appendFields(dst []Field, fs []*pluginpb.Field) []Field {
 		case *pluginpb.Field_Uint:
 			fd.Kind, fd.Uint = FieldUint, v.Uint
 		case *pluginpb.Field_Str:
-			fd.Kind, fd.Str = FieldString, v.Str
+			fd.Kind, fd.Str = FieldString, string(v.Str)
 		case *pluginpb.Field_Raw:
 			fd.Kind, fd.Bytes = FieldBytes, v.Raw
 		}

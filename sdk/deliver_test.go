@@ -14,54 +14,46 @@ import (
 	pluginpb "github.com/unwindd/unwindd/sdk/proto"
 )
 
-func evItem(e *pluginpb.Event) *pluginpb.Item {
-	return &pluginpb.Item{Item: &pluginpb.Item_Event{Event: e}}
-}
-
-func stackItem(cookie, id uint64, tid int32) *pluginpb.Item {
-	return &pluginpb.Item{Item: &pluginpb.Item_Stack{Stack: &pluginpb.StackRef{
-		Cookie: cookie, Pid: 100, Tid: tid, StackId: id, TimeNs: cookie * 1000,
-	}}}
-}
-
-func lostItem(events, stacks uint64, cookies ...uint64) *pluginpb.Item {
-	return &pluginpb.Item{Item: &pluginpb.Item_Lost{Lost: &pluginpb.Lost{Events: events, Stacks: stacks, Cookies: cookies}}}
-}
-
 const (
 	ftRegs = byte(pluginpb.FrameType_FRAME_TYPE_REGS)
 	ftCFI  = byte(pluginpb.FrameType_FRAME_TYPE_CFI)
 	ftFP   = byte(pluginpb.FrameType_FRAME_TYPE_FRAME_POINTER)
 )
 
-// firstBatch defines mapping 1, functions 1–2, locations 1–3 and stack 1,
+// The string ids firstBatch defines.
+const (
+	sBinApp = iota + 1
+	sMain
+	sWork
+	sCPUClock
+	sApp
+	sSchedSwitch
+	sRead
+)
+
+// firstBatch defines strings 1–7, mapping 1, locations 1–3 and stack 1,
 // then sends two events, stack 1, a lost notice, an event and stack 1 again.
 func firstBatch() *pluginpb.Batch {
-	return &pluginpb.Batch{
-		Seq:       1,
-		Mappings:  []*pluginpb.Mapping{{Id: 1, Start: 0x400000, Limit: 0x401000, Offset: 0x1000, Path: "/bin/app", BuildId: []byte{0xab, 0xcd}}},
-		Functions: []*pluginpb.Function{{Id: 1, Name: "main"}, {Id: 2, Name: "work"}},
-		Locations: []*pluginpb.Location{
-			{Id: 1, Address: 0x400110, MappingId: 1, FunctionId: 2, FunctionOffset: 0x10},
-			{Id: 2, Address: 0x400220, MappingId: 1, FunctionId: 1, FunctionOffset: 0x20},
-			{Id: 3, Address: 0x7fff0000},
-		},
-		Stacks: []*pluginpb.StackDef{{Id: 1, LocationIds: []uint64{1, 2, 3}, FrameTypes: []byte{ftRegs, ftCFI, ftFP}, End: pluginpb.EndReason_END_REASON_OUTERMOST}},
-		Items: []*pluginpb.Item{
-			evItem(&pluginpb.Event{Kind: pluginpb.EventKind_EVENT_KIND_SAMPLE, Name: "cpu-clock", TimeNs: 10, Cpu: 1, Pid: 100, Tid: 101, Comm: "app", Cookie: 7, Period: 1000}),
-			evItem(&pluginpb.Event{Kind: pluginpb.EventKind_EVENT_KIND_TRACEPOINT, Name: "sched:sched_switch", TimeNs: 11, Pid: 100, Tid: 101, Comm: "app", Cookie: 7, Fields: []*pluginpb.Field{
-				{Name: "prev_state", Value: &pluginpb.Field_Int{Int: -1}},
-				{Name: "next_pid", Value: &pluginpb.Field_Uint{Uint: 42}},
-				{Name: "next_comm", Value: &pluginpb.Field_Str{Str: "idle"}},
-				{Name: "raw", Value: &pluginpb.Field_Raw{Raw: []byte{1, 2}}},
-				{Name: "none"},
-			}}),
-			stackItem(7, 1, 101),
-			lostItem(3, 1, 5, 6),
-			evItem(&pluginpb.Event{Kind: pluginpb.EventKind_EVENT_KIND_SYSCALL_ENTER, Name: "read", TimeNs: 12, Pid: 100, Tid: 102, Cookie: 8}),
-			stackItem(8, 1, 102),
-		},
-	}
+	return sdk.NewWireBatch(1).
+		Strings("/bin/app", "main", "work", "cpu-clock", "app", "sched:sched_switch", "read").
+		Mapping(&pluginpb.Mapping{Start: 0x400000, Limit: 0x401000, Offset: 0x1000, Path: sBinApp, BuildId: []byte{0xab, 0xcd}}).
+		Locs(sdk.WireLoc{Addr: 0x400110, Mapping: 1, Function: sWork, Offset: 0x10},
+			sdk.WireLoc{Addr: 0x400220, Mapping: 1, Function: sMain, Offset: 0x20},
+			sdk.WireLoc{Addr: 0x7fff0000}).
+		StackDef(byte(pluginpb.EndReason_END_REASON_OUTERMOST), []byte{ftRegs, ftCFI, ftFP}, 1, 2, 3).
+		Event(sdk.WireEvent{Kind: pluginpb.EventKind_EVENT_KIND_SAMPLE, Name: sCPUClock, Time: 10, CPU: 1, PID: 100, TID: 101, Comm: sApp, Cookie: 7, Period: 1000}).
+		Event(sdk.WireEvent{Kind: pluginpb.EventKind_EVENT_KIND_TRACEPOINT, Name: sSchedSwitch, Time: 11, PID: 100, TID: 101, Comm: sApp, Cookie: 7, Fields: []*pluginpb.Field{
+			{Name: "prev_state", Value: &pluginpb.Field_Int{Int: -1}},
+			{Name: "next_pid", Value: &pluginpb.Field_Uint{Uint: 42}},
+			{Name: "next_comm", Value: &pluginpb.Field_Str{Str: []byte("idle")}},
+			{Name: "raw", Value: &pluginpb.Field_Raw{Raw: []byte{1, 2}}},
+			{Name: "none"},
+		}}).
+		Stack(7, 1, 100, 101, 7000).
+		Lost(&pluginpb.Lost{Events: 3, Stacks: 1, Cookies: []uint64{5, 6}}).
+		Event(sdk.WireEvent{Kind: pluginpb.EventKind_EVENT_KIND_SYSCALL_ENTER, Name: sRead, Time: 12, PID: 100, TID: 102, Cookie: 8}).
+		Stack(8, 1, 100, 102, 8000).
+		Build()
 }
 
 var appMapping = &sdk.Mapping{Start: 0x400000, Limit: 0x401000, Offset: 0x1000, Path: "/bin/app", BuildID: []byte{0xab, 0xcd}}
@@ -75,14 +67,14 @@ var stack1 = []sdk.Frame{
 func TestDeliver(t *testing.T) {
 	rec := &recorder{}
 	c := tracerClient(t, rec)
-	second := &pluginpb.Batch{Seq: 2, Items: []*pluginpb.Item{stackItem(9, 1, 103)}} // stack 1 by id only
-	third := &pluginpb.Batch{
-		Seq:       3,
-		Functions: []*pluginpb.Function{{Id: 3, Name: "leaf"}},
-		Locations: []*pluginpb.Location{{Id: 4, Address: 0x400330, MappingId: 1, FunctionId: 3, FunctionOffset: 3}},
-		Stacks:    []*pluginpb.StackDef{{Id: 2, LocationIds: []uint64{4, 2}, FrameTypes: []byte{ftRegs, ftFP}, End: pluginpb.EndReason_END_REASON_DEPTH_LIMIT}},
-		Items:     []*pluginpb.Item{stackItem(11, 2, 104), evItem(&pluginpb.Event{Kind: pluginpb.EventKind_EVENT_KIND_SYSCALL_EXIT, Name: "read", Tid: 104})},
-	}
+	second := sdk.NewWireBatch(2).Stack(9, 1, 100, 103, 9000).Build() // stack 1 by id only
+	third := sdk.NewWireBatch(3).ContextsDefined(3).
+		Strings("leaf").
+		Locs(sdk.WireLoc{Addr: 0x400330, Mapping: 1, Function: sRead + 1, Offset: 3}).
+		StackDef(byte(pluginpb.EndReason_END_REASON_DEPTH_LIMIT), []byte{ftRegs, ftFP}, 4, 2).
+		Stack(11, 2, 100, 104, 11000).
+		Event(sdk.WireEvent{Kind: pluginpb.EventKind_EVENT_KIND_SYSCALL_EXIT, Name: sRead, TID: 104}).
+		Build()
 	empty := &pluginpb.Batch{Seq: 5} // sequence numbers may skip; an empty batch is acked
 	acks, err := deliver(t, c, firstBatch(), second, third, empty)
 	if err != nil {
@@ -151,26 +143,51 @@ func dump(cs []call) string {
 // must end with an InvalidArgument error matching ErrProtocol and naming
 // the culprit, and nothing of the bad batch may be delivered.
 func TestDeliverProtocolErrors(t *testing.T) {
-	ev := evItem(&pluginpb.Event{Kind: pluginpb.EventKind_EVENT_KIND_SAMPLE, Tid: 1})
+	ev := sdk.WireEvent{Kind: pluginpb.EventKind_EVENT_KIND_SAMPLE, TID: 1}
+	wb := func() *sdk.WireBatch { return sdk.NewWireBatch(2).ContextsDefined(3) }
+	// with builds a batch and breaks it.
+	with := func(w *sdk.WireBatch, f func(b *pluginpb.Batch)) *pluginpb.Batch {
+		b := w.Build()
+		f(b)
+		return b
+	}
 	tests := []struct {
 		name string
 		bad  *pluginpb.Batch
 		want string
 	}{
-		{"unknown stack", &pluginpb.Batch{Seq: 2, Items: []*pluginpb.Item{ev, stackItem(1, 42, 1)}}, "unknown stack id 42"},
-		{"unknown location", &pluginpb.Batch{Seq: 2, Stacks: []*pluginpb.StackDef{{Id: 2, LocationIds: []uint64{1, 77}, FrameTypes: []byte{ftRegs, ftFP}, End: 1}}}, "unknown location id 77"},
-		{"unknown mapping", &pluginpb.Batch{Seq: 2, Locations: []*pluginpb.Location{{Id: 9, MappingId: 5}}}, "unknown mapping id 5"},
-		{"unknown function", &pluginpb.Batch{Seq: 2, Locations: []*pluginpb.Location{{Id: 9, FunctionId: 6}}}, "unknown function id 6"},
-		{"types short", &pluginpb.Batch{Seq: 2, Stacks: []*pluginpb.StackDef{{Id: 2, LocationIds: []uint64{1, 2}, FrameTypes: []byte{ftRegs}, End: 1}}}, "2 locations but 1 frame types"},
-		{"bad frame type", &pluginpb.Batch{Seq: 2, Stacks: []*pluginpb.StackDef{{Id: 2, LocationIds: []uint64{1}, FrameTypes: []byte{9}, End: 1}}}, "invalid frame type 9"},
-		{"no end reason", &pluginpb.Batch{Seq: 2, Stacks: []*pluginpb.StackDef{{Id: 2}}}, "invalid end reason 0"},
-		{"bad end reason", &pluginpb.Batch{Seq: 2, Stacks: []*pluginpb.StackDef{{Id: 2, End: 263}}}, "invalid end reason 263"},
-		{"duplicate mapping", &pluginpb.Batch{Seq: 2, Mappings: []*pluginpb.Mapping{{Id: 1}}}, "mapping id 1 defined twice"},
-		{"duplicate stack", &pluginpb.Batch{Seq: 2, Stacks: []*pluginpb.StackDef{{Id: 1, End: 1}}}, "stack id 1 defined twice"},
-		{"id zero", &pluginpb.Batch{Seq: 2, Functions: []*pluginpb.Function{{Name: "f"}}}, "function with id 0"},
-		{"seq repeated", &pluginpb.Batch{Seq: 1, Items: []*pluginpb.Item{ev}}, "batch 1 after batch 1"},
-		{"empty item", &pluginpb.Batch{Seq: 2, Items: []*pluginpb.Item{ev, {}}}, "item 1: no event, stack or lost notice"},
-		{"zero cookie", &pluginpb.Batch{Seq: 2, Items: []*pluginpb.Item{ev, stackItem(0, 1, 1)}}, "stack 1 with cookie 0"},
+		{"unknown stack", wb().Event(ev).Stack(1, 42, 1, 1, 0).Build(), "unknown stack id 42"},
+		{"unknown location", wb().StackDef(1, []byte{ftRegs, ftFP}, 1, 77).Build(), "unknown location id 77"},
+		{"unknown mapping", wb().Locs(sdk.WireLoc{Mapping: 5}).Build(), "unknown mapping id 5"},
+		{"unknown function", wb().Locs(sdk.WireLoc{Function: 66}).Build(), "unknown function string id 66"},
+		{"unknown path", wb().Mapping(&pluginpb.Mapping{Path: 99}).Build(), "unknown path string id 99"},
+		{"unknown name", wb().Event(sdk.WireEvent{Name: 99}).Build(), "event context 4: unknown name string id 99"},
+		{"unknown comm", wb().Event(ev).Event(sdk.WireEvent{Comm: 98}).Build(), "event context 5: unknown comm string id 98"},
+		{"unknown context", with(wb().Event(ev), func(b *pluginpb.Batch) { b.Events.Contexts[0] = 9 }), "event 0: unknown context id 9"},
+		{"no context", with(wb().Event(ev), func(b *pluginpb.Batch) { b.Events.Contexts[0] = 0 }), "event 0: unknown context id 0"},
+		{"context column short", with(wb().Event(sdk.WireEvent{CPU: 1}).Event(sdk.WireEvent{CPU: 2}), func(b *pluginpb.Batch) { b.Contexts.Cpus = b.Contexts.Cpus[:1] }),
+			"event contexts: column cpus does not hold 2 values"},
+		{"types short", with(wb().StackDef(1, []byte{ftRegs, ftFP}, 1, 2), func(b *pluginpb.Batch) { b.Stacks.FrameTypes = b.Stacks.FrameTypes[:1] }),
+			"stacks: the lengths do not add up to the 1 frame types"},
+		{"ends short", with(wb().StackDef(1, []byte{ftRegs}, 1), func(b *pluginpb.Batch) { b.Stacks.Ends = nil }), "stacks: lengths do not hold 0 values, one per end reason"},
+		{"bad frame type", wb().StackDef(1, []byte{9}, 1).Build(), "invalid frame type 9"},
+		{"no end reason", wb().StackDef(0, nil).Build(), "invalid end reason 0"},
+		{"bad end reason", wb().StackDef(200, nil).Build(), "invalid end reason 200"},
+		{"column short", with(wb().Event(sdk.WireEvent{Time: 1}).Event(sdk.WireEvent{Time: 2}), func(b *pluginpb.Batch) { b.Events.TimeDeltas = b.Events.TimeDeltas[:1] }),
+			"column event times does not hold 2 values"},
+		{"cookies short", with(wb().Stack(3, 1, 1, 1, 0), func(b *pluginpb.Batch) { b.Refs.CookieDeltas = nil }), "column stack cookies does not hold 1 values"},
+		{"field counts", wb().Event(sdk.WireEvent{Fields: []*pluginpb.Field{{Name: "a"}}, NoFieldCount: true}).Build(), "0 fields by their counts, 1 sent"},
+		{"runs short", with(wb().Event(ev).Event(ev), func(b *pluginpb.Batch) { b.Runs[0] -= 4 }), "runs cover 1 events, 0 stacks, 0 lost notices; the batch has 2, 0, 0"},
+		{"empty run", with(wb().Event(ev), func(b *pluginpb.Batch) { b.Runs = append(b.Runs, 2) }), "run 1: kind 2, count 0"},
+		{"no kind", with(wb().Event(ev), func(b *pluginpb.Batch) { b.Runs = append(b.Runs, 4) }), "run 1: kind 0, count 1"},
+		{"deltas short", with(wb().StackDef(1, []byte{ftRegs, ftFP}, 1, 2), func(b *pluginpb.Batch) { b.Stacks.LocationDeltas = b.Stacks.LocationDeltas[:1] }),
+			"location deltas do not hold 2 values"},
+		{"trailing bytes", with(wb().Event(ev), func(b *pluginpb.Batch) { b.Events.Contexts = append(b.Events.Contexts, 1) }), "column event contexts does not hold 1 values"},
+		{"bad varint", with(wb().Event(ev), func(b *pluginpb.Batch) { b.Events.Contexts = []byte{0x80} }), "column event contexts does not hold 1 values"},
+		{"pid range", with(wb().Stack(3, 1, 1, 1, 0), func(b *pluginpb.Batch) { b.Refs.Pids = sdk.S(1 << 40) }), "column stack pids does not hold 1 values"},
+		{"reset", wb().ResetTables().Stack(3, 1, 1, 1, 0).Build(), "unknown stack id 1"},
+		{"seq repeated", sdk.NewWireBatch(1).Event(ev).Build(), "batch 1 after batch 1"},
+		{"zero cookie", wb().Event(ev).Stack(0, 1, 1, 1, 0).Build(), "stack 1 with cookie 0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -206,7 +223,7 @@ func TestDeliverFreshTables(t *testing.T) {
 	if _, err := deliver(t, c, firstBatch()); err != nil {
 		t.Fatalf("first stream: %v", err)
 	}
-	acks, err := deliver(t, c, &pluginpb.Batch{Seq: 1, Items: []*pluginpb.Item{stackItem(3, 1, 1)}})
+	acks, err := deliver(t, c, sdk.NewWireBatch(1).Stack(3, 1, 1, 1, 0).Build())
 	if len(acks) != 0 || err == nil || !strings.Contains(err.Error(), "unknown stack id 1") {
 		t.Errorf("second stream: acks %v, err %v; want no ack and an unknown stack id 1", acks, err)
 	}

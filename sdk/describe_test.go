@@ -113,7 +113,7 @@ func (d *decider) Decide(_ context.Context, entries []sdk.DecideEntry) ([]bool, 
 
 func TestDecide(t *testing.T) {
 	req := &pluginpb.DecideRequest{Entries: []*pluginpb.DecideEntry{
-		{Key: 11, Pid: 1, Tid: 2, Events: []*pluginpb.Event{{Kind: pluginpb.EventKind_EVENT_KIND_SYSCALL_ENTER, Name: "read", Tid: 2, Fields: []*pluginpb.Field{{Name: "fd", Value: &pluginpb.Field_Int{Int: 3}}}}}},
+		{Key: 11, Pid: 1, Tid: 2, Events: []*pluginpb.Event{{Kind: pluginpb.EventKind_EVENT_KIND_SYSCALL_ENTER, Name: []byte("read"), Tid: 2, Fields: []*pluginpb.Field{{Name: "fd", Value: &pluginpb.Field_Int{Int: 3}}}}}},
 		{Key: 22, Pid: 1, Tid: 3},
 		{Key: 33, Pid: 4, Tid: 4},
 	}}

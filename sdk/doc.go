@@ -82,9 +82,12 @@
 //
 // Nothing passed to a Tracer is modified by the SDK afterwards, so it may be
 // retained. The frames of a stack are decoded once per interned stack and
-// shared by every [Stack] with the same stack (a repeated stack costs one
-// map lookup): Stack.Frames and the [Mapping] values they point to must not
-// be modified.
+// shared by every [Stack] with the same stack (a repeated stack costs a
+// table index): Stack.Frames and the [Mapping] values they point to must not
+// be modified. To allocate per batch rather than per item, the events of one
+// batch share one array, and so do the frames of the stacks one batch
+// defines (each slice capped, so an append copies): retaining one keeps its
+// batch's array alive.
 //
 // # Errors
 //

@@ -11,21 +11,23 @@ import (
 	pluginpb "github.com/unwindd/unwindd/sdk/proto"
 )
 
-// baseBatch defines mapping 1, function 1, locations 1–2 and stack 1, and
+// baseBatch defines strings 1–2, mapping 1, locations 1–2 and stack 1, and
 // uses them.
 func baseBatch() *pluginpb.Batch {
-	return &pluginpb.Batch{
-		Seq:       1,
-		Mappings:  []*pluginpb.Mapping{{Id: 1, Start: 0x1000, Limit: 0x2000, Path: "/bin/a"}},
-		Functions: []*pluginpb.Function{{Id: 1, Name: "main"}},
-		Locations: []*pluginpb.Location{{Id: 1, Address: 0x1010, MappingId: 1, FunctionId: 1}, {Id: 2, Address: 0x1020}},
-		Stacks:    []*pluginpb.StackDef{{Id: 1, LocationIds: []uint64{1, 2}, FrameTypes: []byte{4, 3}, End: 1}},
-		Items: []*pluginpb.Item{
-			{Item: &pluginpb.Item_Event{Event: &pluginpb.Event{Kind: 1, Tid: 1, Cookie: 5, Fields: []*pluginpb.Field{{Name: "a", Value: &pluginpb.Field_Int{Int: 1}}}}}},
-			{Item: &pluginpb.Item_Stack{Stack: &pluginpb.StackRef{Cookie: 5, Tid: 1, StackId: 1}}},
-			{Item: &pluginpb.Item_Lost{Lost: &pluginpb.Lost{Events: 1, Cookies: []uint64{6}}}},
-		},
-	}
+	return NewWireBatch(1).
+		Strings("/bin/a", "main").
+		Mapping(&pluginpb.Mapping{Start: 0x1000, Limit: 0x2000, Path: 1}).
+		Locs(WireLoc{Addr: 0x1010, Mapping: 1, Function: 2}, WireLoc{Addr: 0x1020}).
+		StackDef(1, []byte{4, 3}, 1, 2).
+		Event(WireEvent{Kind: 1, TID: 1, Name: 2, Cookie: 5, Fields: []*pluginpb.Field{{Name: "a", Value: &pluginpb.Field_Int{Int: 1}}}}).
+		Stack(5, 1, 0, 1, 0).
+		Lost(&pluginpb.Lost{Events: 1, Cookies: []uint64{6}}).
+		Build()
+}
+
+// items is the number of items b carries.
+func items(b *pluginpb.Batch) int {
+	return len(b.GetEvents().GetContexts()) + len(b.GetRefs().GetStackIds()) + len(b.GetLost())
 }
 
 // checker is a Tracer that checks what the decoder hands it.
@@ -70,9 +72,11 @@ func (c *checker) Lost(context.Context, Lost) error {
 func FuzzBatch(f *testing.F) {
 	seeds := []*pluginpb.Batch{
 		baseBatch(),
-		{Seq: 2, Items: []*pluginpb.Item{{Item: &pluginpb.Item_Stack{Stack: &pluginpb.StackRef{Cookie: 9, StackId: 1}}}}},
-		{Seq: 2, Locations: []*pluginpb.Location{{Id: 3, MappingId: 1}}, Stacks: []*pluginpb.StackDef{{Id: 2, LocationIds: []uint64{3, 1, 3}, FrameTypes: []byte{4, 2, 1}, End: 5}}},
-		{Seq: 3, Items: []*pluginpb.Item{{Item: &pluginpb.Item_Stack{Stack: &pluginpb.StackRef{Cookie: 9, StackId: 7}}}}},
+		NewWireBatch(2).ContextsDefined(1).Stack(9, 1, 3, 4, 100).Event(WireEvent{Kind: 1, TID: 1, Name: 2, Cookie: 9, Time: 3}).Build(),
+		NewWireBatch(2).Locs(WireLoc{Mapping: 1}).StackDef(5, []byte{4, 2, 1}, 3, 1, 3).Stack(9, 2, 0, 0, 0).Event(WireEvent{Comm: 1, Period: 7}).Build(),
+		NewWireBatch(3).Stack(9, 7, 0, 0, 0).Build(),
+		NewWireBatch(3).ResetTables().Strings("x").Locs(WireLoc{Addr: 1, Function: 1}).StackDef(1, []byte{3}, 1).Stack(9, 1, 0, 0, 0).Build(),
+		NewWireBatch(2).ContextsDefined(1).Event(WireEvent{Name: 1, Fields: []*pluginpb.Field{{Name: "s", Value: &pluginpb.Field_Str{Str: []byte("v")}}}}).Event(WireEvent{Time: 5}).Build(),
 		{},
 	}
 	for _, b := range seeds {
@@ -99,8 +103,8 @@ func FuzzBatch(f *testing.F) {
 				}
 				return
 			}
-			if c.items != len(b.GetItems()) {
-				t.Fatalf("delivered %d items of %d", c.items, len(b.GetItems()))
+			if c.items != items(b) {
+				t.Fatalf("delivered %d items of %d", c.items, items(b))
 			}
 		}
 		run(newDecoder())

@@ -16,7 +16,7 @@ import (
 // incompatibly (a new enum value a plugin would reject counts). It is a
 // constant table, never modified.
 var Handshake = plugin.HandshakeConfig{
-	ProtocolVersion:  1,
+	ProtocolVersion:  2, // 2: columnar, interned batches
 	MagicCookieKey:   "UNWINDD_PLUGIN",
 	MagicCookieValue: "2b817b619ab9c7efd24fe647efcaa222",
 }
@@ -65,11 +65,48 @@ func Serve(t Tracer) {
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: Handshake,
 		Plugins:         plugin.PluginSet{PluginName: &GRPCPlugin{Impl: t}},
-		GRPCServer:      plugin.DefaultGRPCServer,
+		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
+			return plugin.DefaultGRPCServer(append(opts, ServerOptions()...))
+		},
 	})
 	if c, ok := t.(Closer); ok {
 		if err := c.Close(); err != nil {
 			fmt.Fprintf(os.Stderr, "sdk: close tracer: %v\n", err)
 		}
+	}
+}
+
+// The flow-control windows of a plugin connection. gRPC's default stream
+// window (64 KiB, grown by its bandwidth estimator) is smaller than the
+// batches the host keeps in flight, so the sender would stall on window
+// updates; and both ends are on one machine, so a large window costs only
+// memory.
+const (
+	streamWindow = 4 << 20
+	connWindow   = 8 << 20
+	ioBuffer     = 256 << 10
+)
+
+// ServerOptions are the gRPC server options of a plugin: the flow-control
+// windows and buffers that let a Deliver stream run at full speed. [Serve]
+// uses them; a host that serves the protocol by itself (a test harness, a
+// baseline) can too.
+func ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.InitialWindowSize(streamWindow),
+		grpc.InitialConnWindowSize(connWindow),
+		grpc.WriteBufferSize(ioBuffer),
+		grpc.ReadBufferSize(ioBuffer),
+	}
+}
+
+// DialOptions are the host's gRPC dial options for a plugin connection, the
+// counterpart of [ServerOptions] (go-plugin's ClientConfig.GRPCDialOptions).
+func DialOptions() []grpc.DialOption {
+	return []grpc.DialOption{
+		grpc.WithInitialWindowSize(streamWindow),
+		grpc.WithInitialConnWindowSize(connWindow),
+		grpc.WithWriteBufferSize(ioBuffer),
+		grpc.WithReadBufferSize(ioBuffer),
 	}
 }

@@ -91,13 +91,12 @@ func TestPluginProcess(t *testing.T) {
 	}
 
 	// A panic in the plugin ends the stream, says so, and is logged.
-	boom := &pluginpb.Batch{
-		Seq:       1,
-		Functions: []*pluginpb.Function{{Id: 1, Name: "boom"}},
-		Locations: []*pluginpb.Location{{Id: 1, Address: 0x10, FunctionId: 1}},
-		Stacks:    []*pluginpb.StackDef{{Id: 1, LocationIds: []uint64{1}, FrameTypes: []byte{ftRegs}, End: 1}},
-		Items:     []*pluginpb.Item{stackItem(3, 1, 1)},
-	}
+	boom := sdk.NewWireBatch(1).
+		Strings("boom").
+		Locs(sdk.WireLoc{Addr: 0x10, Function: 1}).
+		StackDef(1, []byte{ftRegs}, 1).
+		Stack(3, 1, 100, 1, 3000).
+		Build()
 	if _, err := deliver(t, remote.Client, boom); err == nil || !strings.Contains(err.Error(), "panic in Tracer.Stack") {
 		t.Errorf("panicking plugin: %v, want a panic error", err)
 	}

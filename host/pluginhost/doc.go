@@ -31,10 +31,16 @@
 // Per plugin connection, one sender goroutine batches the outbox
 // (Options.BatchSize items, or Options.BatchDelay after the first one),
 // numbers batches 1, 2, 3…, keeps at most Options.Window unacknowledged, and
-// interns mappings, functions, locations and whole stacks as pprof does: a
-// stack already sent on this connection costs one StackRef. One receiver
-// goroutine takes the cumulative acknowledgements. A restarted plugin gets a
-// fresh connection and fresh tables.
+// interns strings (event names, comms, function names, paths), event
+// contexts (what the events of one task on one cpu share), mappings,
+// locations and whole stacks as pprof does: a stack already sent on this
+// connection costs a stack id, an event a context id, a time and a cookie.
+// It encodes each item into the batch's columns (varints in byte strings,
+// see sdk/proto) as it takes it from the outbox, and reuses the batch's
+// buffers, so that the steady state allocates nothing per item. The tables
+// are bounded: past a bound the next batch resets them on both sides. One
+// receiver goroutine takes the cumulative acknowledgements. A restarted
+// plugin gets a fresh connection and fresh tables.
 //
 // # Failure
 //

@@ -152,28 +152,32 @@ func modeOf(m sdk.Mode) Mode {
 	return ModeNever
 }
 
-// toPB converts ev for the wire.
+// toPB converts ev for a Decide request.
 func toPB(ev *Event, pid, tid int32, cookie uint64) *pluginpb.Event {
 	pe := &pluginpb.Event{
-		Kind: pluginpb.EventKind(ev.Kind), Name: ev.Name, TimeNs: ev.TimeNS, Cpu: ev.CPU,
-		Pid: pid, Tid: tid, Comm: ev.Comm, Cookie: cookie, Period: ev.Period,
+		Kind: pluginpb.EventKind(ev.Kind), Name: []byte(ev.Name), TimeNs: ev.TimeNS, Cpu: ev.CPU,
+		Pid: pid, Tid: tid, Comm: []byte(ev.Comm), Cookie: cookie, Period: ev.Period,
 	}
 	if len(ev.Fields) > 0 {
 		pe.Fields = make([]*pluginpb.Field, len(ev.Fields))
-		for i, f := range ev.Fields {
-			pf := &pluginpb.Field{Name: f.Name}
-			switch f.Kind {
-			case FieldInt:
-				pf.Value = &pluginpb.Field_Int{Int: f.Int}
-			case FieldUint:
-				pf.Value = &pluginpb.Field_Uint{Uint: f.Uint}
-			case FieldString:
-				pf.Value = &pluginpb.Field_Str{Str: f.Str}
-			case FieldBytes:
-				pf.Value = &pluginpb.Field_Raw{Raw: f.Bytes}
-			}
-			pe.Fields[i] = pf
+		for i := range ev.Fields {
+			pe.Fields[i] = fieldToPB(&ev.Fields[i])
 		}
 	}
 	return pe
+}
+
+func fieldToPB(f *Field) *pluginpb.Field {
+	pf := &pluginpb.Field{Name: f.Name}
+	switch f.Kind {
+	case FieldInt:
+		pf.Value = &pluginpb.Field_Int{Int: f.Int}
+	case FieldUint:
+		pf.Value = &pluginpb.Field_Uint{Uint: f.Uint}
+	case FieldString:
+		pf.Value = &pluginpb.Field_Str{Str: []byte(f.Str)}
+	case FieldBytes:
+		pf.Value = &pluginpb.Field_Raw{Raw: f.Bytes}
+	}
+	return pf
 }

@@ -59,7 +59,7 @@ type instance struct {
 	mode   Mode
 	name   string // as the plugin described itself
 
-	outbox chan item
+	outbox *ring
 	gone   atomic.Bool   // unpublished: pushes are dropped
 	wake   chan struct{} // cap 1: something was dropped
 	lostMu sync.Mutex    // guards the lost* fields; a leaf lock
@@ -89,7 +89,7 @@ type instance struct {
 func (m *Manager) startInstance(p *plugin) (_ *instance, err error) {
 	in := &instance{
 		m: m, p: p, log: p.log, start: time.Now(),
-		outbox: make(chan item, p.spec.OutboxSize), wake: make(chan struct{}, 1),
+		outbox: newRing(p.spec.OutboxSize), wake: make(chan struct{}, 1),
 		window: make(chan struct{}, m.opts.Window), ackCh: make(chan struct{}, 1),
 		drain: make(chan struct{}), senderDone: make(chan struct{}), recvDone: make(chan struct{}),
 		failed: make(chan struct{}),
@@ -104,6 +104,7 @@ func (m *Manager) startInstance(p *plugin) (_ *instance, err error) {
 		AutoMTLS:         true,
 		Logger:           newHclog(p.log, "plugin"),
 		StartTimeout:     m.opts.HandshakeTimeout,
+		GRPCDialOptions:  sdk.DialOptions(),
 	}
 	if p.spec.cred != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: p.spec.cred}
@@ -196,11 +197,8 @@ func (in *instance) draining() bool {
 // callback is the instance's deferred-engine callback: it copies the trace
 // out of the engine's cache and queues it behind the entry's events.
 func (in *instance) callback(t *deferred.Task, tr *x86_64.Trace, c deferred.Cookie) {
-	n := len(tr.Frames)
-	s := &stack{
-		cookie: uint64(c), pid: t.PID(), tid: t.TID(), timeNS: uint64(time.Now().UnixNano()),
-		end: tr.End, pcs: make([]uint64, n), types: make([]byte, n),
-	}
+	s := newStack(len(tr.Frames))
+	s.cookie, s.pid, s.tid, s.timeNS, s.end = uint64(c), t.PID(), t.TID(), uint64(time.Now().UnixNano()), tr.End
 	for i, f := range tr.Frames {
 		s.pcs[i], s.types[i] = f.PC, byte(f.Type)
 	}
@@ -214,15 +212,13 @@ func (in *instance) push(it item) {
 		in.dropped(it.kind, it.cookie, 1)
 		return
 	}
-	select {
-	case in.outbox <- it:
+	if in.outbox.push(&it) {
 		if it.kind == itemEvent {
 			in.p.ctr.events.Add(1)
 		} else {
 			in.p.ctr.stacks.Add(1)
 		}
 		return
-	default:
 	}
 	in.dropped(it.kind, it.cookie, 1)
 	select {
@@ -269,92 +265,102 @@ func (in *instance) takeLost() *pluginpb.Lost {
 }
 
 // send is the sender goroutine: it batches the outbox (BatchSize items, or
-// BatchDelay after the first), interns stacks, numbers batches and keeps at
+// BatchDelay after the first), encoding each item into the batch as it
+// takes it (interning stacks and strings), numbers batches and keeps at
 // most Window of them unacknowledged.
 func (in *instance) send() {
 	defer close(in.senderDone)
 	opts := in.m.opts
-	tabs := newInterner(opts.Resolver)
-	items := make([]item, 0, opts.BatchSize)
+	enc := newEncoder(opts.Resolver)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
+	out := in.outbox
+	var it item
 	for {
-		items = items[:0]
-		select {
-		case it := <-in.outbox:
-			items = append(items, it)
-		case <-in.wake:
-		case <-in.drain:
-			select {
-			case it := <-in.outbox:
-				items = append(items, it)
-			default:
+		enc.begin()
+		if !out.pop(&it) {
+			if in.draining() {
 				// Empty: send the last lost notice, if any, and finish.
-				if err := in.sendBatch(tabs, nil, in.takeLost()); err != nil {
+				if err := in.sendBatch(enc, in.takeLost()); err != nil {
 					in.fail(err)
 					return
 				}
-				if len(in.outbox) != 0 {
+				if out.len() != 0 {
 					continue
 				}
 				in.finish()
 				return
 			}
-		case <-in.ctx.Done():
-			return
-		}
-	fill:
-		for len(items) > 0 && len(items) < opts.BatchSize {
-			select {
-			case it := <-in.outbox:
-				items = append(items, it)
+			if out.sleep() {
+				select {
+				case <-out.ready:
+				case <-in.wake:
+				case <-in.drain:
+				case <-in.ctx.Done():
+					out.awake()
+					return
+				}
+				out.awake()
+			}
+			if !out.pop(&it) {
+				// Woken by a loss (or nothing): send the lost notice, if any.
+				if err := in.sendBatch(enc, in.takeLost()); err != nil {
+					in.fail(err)
+					return
+				}
 				continue
-			default:
+			}
+		}
+		enc.add(&it)
+	fill:
+		for enc.len() < opts.BatchSize {
+			if out.pop(&it) {
+				enc.add(&it)
+				continue
 			}
 			if in.draining() {
 				break
 			}
 			timer.Reset(opts.BatchDelay)
-			for len(items) < opts.BatchSize {
+			for enc.len() < opts.BatchSize {
+				if out.pop(&it) {
+					enc.add(&it)
+					continue
+				}
+				if !out.sleep() {
+					continue
+				}
 				select {
-				case it := <-in.outbox:
-					items = append(items, it)
+				case <-out.ready:
+					out.awake()
 				case <-timer.C:
+					out.awake()
 					break fill
 				case <-in.ctx.Done():
+					out.awake()
 					return
 				}
 			}
 			timer.Stop()
 		}
-		if err := in.sendBatch(tabs, items, in.takeLost()); err != nil {
+		if err := in.sendBatch(enc, in.takeLost()); err != nil {
 			in.fail(err)
 			return
 		}
-		clear(items) // let the events' strings and stacks go
 	}
 }
 
-// sendBatch builds one batch from items and a lost notice and sends it.
-func (in *instance) sendBatch(tabs *interner, items []item, lost *pluginpb.Lost) error {
-	if len(items) == 0 && lost == nil {
+// sendBatch sends the batch enc holds, with a lost notice first if there is
+// one, and clears enc for the next batch.
+func (in *instance) sendBatch(enc *encoder, lost *pluginpb.Lost) error {
+	if enc.empty() && lost == nil {
 		return nil
 	}
-	b := &pluginpb.Batch{Items: make([]*pluginpb.Item, 0, len(items)+1)}
+	c := &in.p.ctr
 	if lost != nil {
-		b.Items = append(b.Items, &pluginpb.Item{Item: &pluginpb.Item_Lost{Lost: lost}})
-		in.p.ctr.lostNotices.Add(1)
-	}
-	defs, refs := tabs.defs, tabs.refs
-	for i := range items {
-		it := &items[i]
-		switch it.kind {
-		case itemEvent:
-			b.Items = append(b.Items, &pluginpb.Item{Item: &pluginpb.Item_Event{Event: toPB(&it.ev, it.pid, it.tid, it.cookie)}})
-		case itemStack:
-			b.Items = append(b.Items, tabs.stackRef(b, it.st))
-		}
+		enc.lostFirst(lost)
+		c.lostNotices.Add(1)
 	}
 	// Wait for room in the window.
 	select {
@@ -371,19 +377,18 @@ func (in *instance) sendBatch(tabs *interner, items []item, lost *pluginpb.Lost)
 		}
 	}
 	seq := in.sent.Load() + 1
-	b.Seq = seq
 	if in.acked.Load() == seq-1 {
 		in.lastAck.Store(time.Now().UnixNano()) // the ack clock starts now
 	}
 	in.sent.Store(seq)
-	if err := in.stream.Send(b); err != nil {
+	if err := in.stream.Send(enc.finish(seq)); err != nil {
 		return fmt.Errorf("send batch %d: %w", seq, err)
 	}
-	c := &in.p.ctr
 	c.batches.Add(1)
-	c.itemsSent.Add(uint64(len(items)))
-	c.stackDefs.Add(tabs.defs - defs)
-	c.stackRefs.Add(tabs.refs - refs)
+	c.itemsSent.Add(uint64(enc.len()))
+	c.stackDefs.Add(enc.defs)
+	c.stackRefs.Add(enc.refs)
+	enc.clear()
 	return nil
 }
 
@@ -498,7 +503,7 @@ func (in *instance) shutdown() error {
 		err = in.failErr
 	case <-t.C:
 		err = fmt.Errorf("drain: not done within %v (%d batches unacknowledged, %d items queued)",
-			in.m.opts.DrainTimeout, in.sent.Load()-in.acked.Load(), len(in.outbox))
+			in.m.opts.DrainTimeout, in.sent.Load()-in.acked.Load(), in.outbox.len())
 	}
 	in.cancel()
 	in.client.Kill()
@@ -510,13 +515,9 @@ func (in *instance) shutdown() error {
 
 // discard counts what is left in the outbox as dropped.
 func (in *instance) discard() {
-	for {
-		select {
-		case it := <-in.outbox:
-			in.dropped(it.kind, it.cookie, 1)
-		default:
-			return
-		}
+	var it item
+	for in.outbox.pop(&it) {
+		in.dropped(it.kind, it.cookie, 1)
 	}
 }
 

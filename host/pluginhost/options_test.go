@@ -1,6 +1,8 @@
 package pluginhost
 
 import (
+	"encoding/binary"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -8,7 +10,6 @@ import (
 	"github.com/unwindd/unwindd/arch/x86_64"
 	"github.com/unwindd/unwindd/host/deferred"
 	"github.com/unwindd/unwindd/sdk"
-	pluginpb "github.com/unwindd/unwindd/sdk/proto"
 )
 
 func TestNewValidates(t *testing.T) {
@@ -52,7 +53,7 @@ func TestNewValidates(t *testing.T) {
 		t.Fatal(err)
 	}
 	o := m.opts
-	if o.BatchSize != 512 || o.BatchDelay != 2*time.Millisecond || o.Window != 16 || o.MaxQuickCrashes != 5 || o.DrainTimeout != 5*time.Second {
+	if o.BatchSize != 2048 || o.BatchDelay != 2*time.Millisecond || o.Window != 16 || o.MaxQuickCrashes != 5 || o.DrainTimeout != 5*time.Second {
 		t.Errorf("defaults: %+v", o)
 	}
 	if p := m.plugins[0].spec; p.OutboxSize != 8192 || p.DecideDeadline != 20*time.Millisecond {
@@ -112,8 +113,27 @@ func (fakeResolver) Resolve(pid int32, pc uint64) Location {
 	}
 }
 
-func TestInterner(t *testing.T) {
-	in := newInterner(fakeResolver{})
+// uvs and svs decode a column of uvarints and of svarints.
+func uvs(b []byte) []uint64 {
+	var vs []uint64
+	for len(b) > 0 {
+		v, n := binary.Uvarint(b)
+		vs, b = append(vs, v), b[n:]
+	}
+	return vs
+}
+
+func svs(b []byte) []int64 {
+	var vs []int64
+	for len(b) > 0 {
+		v, n := binary.Varint(b)
+		vs, b = append(vs, v), b[n:]
+	}
+	return vs
+}
+
+func TestEncoder(t *testing.T) {
+	enc := newEncoder(fakeResolver{})
 	mk := func(cookie uint64, pid int32, pcs ...uint64) *stack {
 		types := make([]byte, len(pcs))
 		for i := range types {
@@ -121,22 +141,64 @@ func TestInterner(t *testing.T) {
 		}
 		return &stack{cookie: cookie, pid: pid, pcs: pcs, types: types, end: x86_64.EndOutermost}
 	}
-	b := &pluginpb.Batch{}
-	r1 := in.stackRef(b, mk(1, 7, 0x401000, 0x401001, 0x900000))
-	r2 := in.stackRef(b, mk(3, 7, 0x401000, 0x401001, 0x900000)) // same stack: a reference only
-	r3 := in.stackRef(b, mk(5, 8, 0x401000, 0x401001, 0x900000)) // another process: another stack
-	if len(b.Stacks) != 2 || r1.GetStack().GetStackId() != r2.GetStack().GetStackId() || r3.GetStack().GetStackId() == r1.GetStack().GetStackId() {
-		t.Fatalf("stacks %v, refs %v %v %v", b.Stacks, r1, r2, r3)
+	enc.begin()
+	enc.stack(mk(1, 7, 0x401000, 0x401001, 0x900000))
+	enc.stack(mk(3, 7, 0x401000, 0x401001, 0x900000)) // same stack: a reference only
+	enc.stack(mk(5, 8, 0x401000, 0x401001, 0x900000)) // another process: another stack
+	enc.event(&Event{Kind: KindSample, Name: "cpu-clock", Comm: "app"}, 7, 7, 1)
+	enc.event(&Event{Kind: KindSample, Name: "cpu-clock", Comm: "app"}, 7, 7, 3)
+	b := enc.finish(1)
+	if got := uvs(b.GetRefs().GetStackIds()); !slices.Equal(got, []uint64{1, 1, 2}) {
+		t.Fatalf("stack ids %v, want [1 1 2]", got)
 	}
-	if len(b.Mappings) != 1 || len(b.Locations) != 6 || len(b.Functions) != 2 {
-		t.Errorf("mappings %d, locations %d, functions %d; want 1, 6, 2", len(b.Mappings), len(b.Locations), len(b.Functions))
+	if got := uvs(b.GetStacks().GetLengths()); !slices.Equal(got, []uint64{3, 3}) {
+		t.Fatalf("stack lengths %v", got)
 	}
-	if l := b.Locations[2]; l.GetMappingId() != 0 || l.GetFunctionId() != 0 || l.GetAddress() != 0x900000 {
+	// locations 1 2 3, then 4 5 6 (another pid), as deltas.
+	if got := svs(b.GetStacks().GetLocationDeltas()); !slices.Equal(got, []int64{1, 1, 1, 1, 1, 1}) {
+		t.Errorf("location deltas %v", got)
+	}
+	// Strings: the path, fa, fb (function names), cpu-clock, app.
+	if len(b.GetMappings()) != 1 || b.GetLocations().GetCount() != 6 || len(b.GetStrings()) != 5 {
+		t.Errorf("mappings %d, locations %d, strings %q; want 1, 6, 5", len(b.GetMappings()), b.GetLocations().GetCount(), b.GetStrings())
+	}
+	if l := b.GetLocations(); uvs(l.GetAddresses())[2] != 0x900000 || uvs(l.GetMappingIds())[2] != 0 || uvs(l.GetFunctions())[2] != 0 {
 		t.Errorf("unmapped location: %v", l)
 	}
-	if in.defs != 2 || in.refs != 1 {
-		t.Errorf("defs %d refs %d", in.defs, in.refs)
+	if ev := b.GetEvents(); ev.GetTimeDeltas() != nil || ev.GetFieldCounts() != nil || !slices.Equal(uvs(ev.GetContexts()), []uint64{1, 1}) ||
+		!slices.Equal(svs(ev.GetCookieDeltas()), []int64{1, 2}) {
+		t.Errorf("events: all-zero columns must be left out, the context interned once, cookies delta-coded: %v", ev)
 	}
+	if x := b.GetContexts(); x.GetCpus() != nil || !slices.Equal(uvs(x.GetNames()), []uint64{4}) || !slices.Equal(uvs(x.GetComms()), []uint64{5}) {
+		t.Errorf("contexts: %v", x)
+	}
+	if got := b.GetRuns(); !slices.Equal(got, []uint32{3<<2 | 2, 2<<2 | 1}) {
+		t.Errorf("runs %v", got)
+	}
+	if enc.defs != 2 || enc.refs != 1 || enc.len() != 5 {
+		t.Errorf("defs %d refs %d items %d", enc.defs, enc.refs, enc.len())
+	}
+	enc.clear()
+	enc.begin()
+	if !enc.empty() {
+		t.Error("cleared encoder not empty")
+	}
+	enc.stack(mk(9, 7, 0x401000, 0x401001, 0x900000))
+	if b := enc.finish(2); len(b.GetStrings())+len(b.GetMappings()) != 0 || b.GetStacks() != nil || uvs(b.GetRefs().GetStackIds())[0] != 1 {
+		t.Errorf("second batch re-sent definitions: %v", b)
+	}
+	enc.clear()
+	// Past a table's bound, the next batch resets the tables.
+	for i := range maxLocations / 3 {
+		enc.stack(mk(11, 7, uint64(i)*3, uint64(i)*3+1, uint64(i)*3+2))
+	}
+	enc.clear()
+	enc.begin()
+	enc.stack(mk(9, 7, 0x401000, 0x401001, 0x900000))
+	if b := enc.finish(3); !b.GetResetTables() || uvs(b.GetRefs().GetStackIds())[0] != 1 || b.GetLocations().GetCount() != 3 {
+		t.Errorf("after the bound: reset %v, refs %v, locations %v", b.GetResetTables(), b.GetRefs(), b.GetLocations())
+	}
+
 	// A trace the engine left without an end reason or with untyped frames
 	// is made valid for the sdk.
 	s := &stack{cookie: 9, pcs: []uint64{1, 2}, types: []byte{byte(x86_64.TypeRegs), 0}}

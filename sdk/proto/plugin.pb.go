@@ -78,6 +78,58 @@ func (RequestMode) EnumDescriptor() ([]byte, []int) {
 	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{0}
 }
 
+type ItemKind int32
+
+const (
+	ItemKind_ITEM_KIND_UNSPECIFIED ItemKind = 0
+	ItemKind_ITEM_KIND_EVENT       ItemKind = 1 // Batch.events
+	ItemKind_ITEM_KIND_STACK       ItemKind = 2 // Batch.refs
+	ItemKind_ITEM_KIND_LOST        ItemKind = 3 // Batch.lost
+)
+
+// Enum value maps for ItemKind.
+var (
+	ItemKind_name = map[int32]string{
+		0: "ITEM_KIND_UNSPECIFIED",
+		1: "ITEM_KIND_EVENT",
+		2: "ITEM_KIND_STACK",
+		3: "ITEM_KIND_LOST",
+	}
+	ItemKind_value = map[string]int32{
+		"ITEM_KIND_UNSPECIFIED": 0,
+		"ITEM_KIND_EVENT":       1,
+		"ITEM_KIND_STACK":       2,
+		"ITEM_KIND_LOST":        3,
+	}
+)
+
+func (x ItemKind) Enum() *ItemKind {
+	p := new(ItemKind)
+	*p = x
+	return p
+}
+
+func (x ItemKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ItemKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_sdk_proto_plugin_proto_enumTypes[1].Descriptor()
+}
+
+func (ItemKind) Type() protoreflect.EnumType {
+	return &file_sdk_proto_plugin_proto_enumTypes[1]
+}
+
+func (x ItemKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ItemKind.Descriptor instead.
+func (ItemKind) EnumDescriptor() ([]byte, []int) {
+	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{1}
+}
+
 type EventKind int32
 
 const (
@@ -117,11 +169,11 @@ func (x EventKind) String() string {
 }
 
 func (EventKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_sdk_proto_plugin_proto_enumTypes[1].Descriptor()
+	return file_sdk_proto_plugin_proto_enumTypes[2].Descriptor()
 }
 
 func (EventKind) Type() protoreflect.EnumType {
-	return &file_sdk_proto_plugin_proto_enumTypes[1]
+	return &file_sdk_proto_plugin_proto_enumTypes[2]
 }
 
 func (x EventKind) Number() protoreflect.EnumNumber {
@@ -130,7 +182,7 @@ func (x EventKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use EventKind.Descriptor instead.
 func (EventKind) EnumDescriptor() ([]byte, []int) {
-	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{1}
+	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{2}
 }
 
 type FrameType int32
@@ -175,11 +227,11 @@ func (x FrameType) String() string {
 }
 
 func (FrameType) Descriptor() protoreflect.EnumDescriptor {
-	return file_sdk_proto_plugin_proto_enumTypes[2].Descriptor()
+	return file_sdk_proto_plugin_proto_enumTypes[3].Descriptor()
 }
 
 func (FrameType) Type() protoreflect.EnumType {
-	return &file_sdk_proto_plugin_proto_enumTypes[2]
+	return &file_sdk_proto_plugin_proto_enumTypes[3]
 }
 
 func (x FrameType) Number() protoreflect.EnumNumber {
@@ -188,7 +240,7 @@ func (x FrameType) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use FrameType.Descriptor instead.
 func (FrameType) EnumDescriptor() ([]byte, []int) {
-	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{2}
+	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{3}
 }
 
 type EndReason int32
@@ -236,11 +288,11 @@ func (x EndReason) String() string {
 }
 
 func (EndReason) Descriptor() protoreflect.EnumDescriptor {
-	return file_sdk_proto_plugin_proto_enumTypes[3].Descriptor()
+	return file_sdk_proto_plugin_proto_enumTypes[4].Descriptor()
 }
 
 func (EndReason) Type() protoreflect.EnumType {
-	return &file_sdk_proto_plugin_proto_enumTypes[3]
+	return &file_sdk_proto_plugin_proto_enumTypes[4]
 }
 
 func (x EndReason) Number() protoreflect.EnumNumber {
@@ -249,7 +301,7 @@ func (x EndReason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use EndReason.Descriptor instead.
 func (EndReason) EnumDescriptor() ([]byte, []int) {
-	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{3}
+	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{4}
 }
 
 type LogLevel int32
@@ -291,11 +343,11 @@ func (x LogLevel) String() string {
 }
 
 func (LogLevel) Descriptor() protoreflect.EnumDescriptor {
-	return file_sdk_proto_plugin_proto_enumTypes[4].Descriptor()
+	return file_sdk_proto_plugin_proto_enumTypes[5].Descriptor()
 }
 
 func (LogLevel) Type() protoreflect.EnumType {
-	return &file_sdk_proto_plugin_proto_enumTypes[4]
+	return &file_sdk_proto_plugin_proto_enumTypes[5]
 }
 
 func (x LogLevel) Number() protoreflect.EnumNumber {
@@ -304,7 +356,7 @@ func (x LogLevel) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use LogLevel.Descriptor instead.
 func (LogLevel) EnumDescriptor() ([]byte, []int) {
-	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{4}
+	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{5}
 }
 
 type DescribeRequest struct {
@@ -742,16 +794,42 @@ func (x *Filter) GetComms() []string {
 	return nil
 }
 
-// Batch is one host-to-plugin message. Interned definitions come first and
-// are valid for the rest of the connection; items follow in order.
+// Batch is one host-to-plugin message. It is laid out for speed: the
+// connection's interned definitions first, then the items in columns, and
+// runs, which put the items in order. A column is one bytes field: one byte
+// per entry (kinds, frame types, end reasons), or the entries' values as
+// varints, unsigned (uvarint) or signed (zigzag, "svarint"), back to back,
+// as encoding/binary's AppendUvarint and AppendVarint write them. So a batch
+// of 512 items is a few dozen byte strings, not 512 messages or thousands of
+// protobuf fields, and neither side spends per value what protobuf would.
+//
+// Ids are implicit: the n-th string, event context, mapping, location or
+// stack defined on the connection (since it opened, or since the last
+// reset) has id n; id 0 means none (the empty string, no mapping, no
+// function; an event must have a context, a stack ref a stack). A batch may use
+// what it defines; definitions are read in the order strings, event
+// contexts, mappings, locations, stacks.
+//
+// A column has exactly one value per entry and nothing after it, except
+// that an optional column (marked so below) may be empty, meaning every
+// value is zero.
 type Batch struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"` // 1, 2, 3… per connection
-	Mappings      []*Mapping             `protobuf:"bytes,2,rep,name=mappings,proto3" json:"mappings,omitempty"`
-	Functions     []*Function            `protobuf:"bytes,3,rep,name=functions,proto3" json:"functions,omitempty"`
-	Locations     []*Location            `protobuf:"bytes,4,rep,name=locations,proto3" json:"locations,omitempty"`
-	Stacks        []*StackDef            `protobuf:"bytes,5,rep,name=stacks,proto3" json:"stacks,omitempty"`
-	Items         []*Item                `protobuf:"bytes,6,rep,name=items,proto3" json:"items,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Seq   uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"` // increasing per connection
+	// reset_tables: forget every definition of the connection before reading this
+	// batch's; ids restart at 1. The host resets to bound both sides' tables.
+	ResetTables bool           `protobuf:"varint,2,opt,name=reset_tables,json=resetTables,proto3" json:"reset_tables,omitempty"`
+	Strings     [][]byte       `protobuf:"bytes,3,rep,name=strings,proto3" json:"strings,omitempty"` // event names, comms, function names, mapping paths
+	Contexts    *EventContexts `protobuf:"bytes,11,opt,name=contexts,proto3" json:"contexts,omitempty"`
+	Mappings    []*Mapping     `protobuf:"bytes,4,rep,name=mappings,proto3" json:"mappings,omitempty"`
+	Locations   *Locations     `protobuf:"bytes,5,opt,name=locations,proto3" json:"locations,omitempty"`
+	Stacks      *StackDefs     `protobuf:"bytes,6,opt,name=stacks,proto3" json:"stacks,omitempty"`
+	Events      *Events        `protobuf:"bytes,7,opt,name=events,proto3" json:"events,omitempty"`
+	Refs        *StackRefs     `protobuf:"bytes,8,opt,name=refs,proto3" json:"refs,omitempty"`
+	Lost        []*Lost        `protobuf:"bytes,9,rep,name=lost,proto3" json:"lost,omitempty"`
+	// runs orders the items: each run is count<<2 | kind (ItemKind), the next
+	// count items of that kind's column. Every item is in exactly one run.
+	Runs          []uint32 `protobuf:"varint,10,rep,packed,name=runs,proto3" json:"runs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -793,6 +871,27 @@ func (x *Batch) GetSeq() uint64 {
 	return 0
 }
 
+func (x *Batch) GetResetTables() bool {
+	if x != nil {
+		return x.ResetTables
+	}
+	return false
+}
+
+func (x *Batch) GetStrings() [][]byte {
+	if x != nil {
+		return x.Strings
+	}
+	return nil
+}
+
+func (x *Batch) GetContexts() *EventContexts {
+	if x != nil {
+		return x.Contexts
+	}
+	return nil
+}
+
 func (x *Batch) GetMappings() []*Mapping {
 	if x != nil {
 		return x.Mappings
@@ -800,60 +899,78 @@ func (x *Batch) GetMappings() []*Mapping {
 	return nil
 }
 
-func (x *Batch) GetFunctions() []*Function {
-	if x != nil {
-		return x.Functions
-	}
-	return nil
-}
-
-func (x *Batch) GetLocations() []*Location {
+func (x *Batch) GetLocations() *Locations {
 	if x != nil {
 		return x.Locations
 	}
 	return nil
 }
 
-func (x *Batch) GetStacks() []*StackDef {
+func (x *Batch) GetStacks() *StackDefs {
 	if x != nil {
 		return x.Stacks
 	}
 	return nil
 }
 
-func (x *Batch) GetItems() []*Item {
+func (x *Batch) GetEvents() *Events {
 	if x != nil {
-		return x.Items
+		return x.Events
 	}
 	return nil
 }
 
-type Item struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// Types that are valid to be assigned to Item:
-	//
-	//	*Item_Event
-	//	*Item_Stack
-	//	*Item_Lost
-	Item          isItem_Item `protobuf_oneof:"item"`
+func (x *Batch) GetRefs() *StackRefs {
+	if x != nil {
+		return x.Refs
+	}
+	return nil
+}
+
+func (x *Batch) GetLost() []*Lost {
+	if x != nil {
+		return x.Lost
+	}
+	return nil
+}
+
+func (x *Batch) GetRuns() []uint32 {
+	if x != nil {
+		return x.Runs
+	}
+	return nil
+}
+
+// Events is a batch's events, one entry per event in every column. What
+// events of one task on one cpu share (kind, name, cpu, task, comm,
+// period) is interned as an EventContext, so an event is its context, its
+// time and its cookie.
+type Events struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Count         uint32                 `protobuf:"varint,6,opt,name=count,proto3" json:"count,omitempty"`
+	Contexts      []byte                 `protobuf:"bytes,1,opt,name=contexts,proto3" json:"contexts,omitempty"`                             // uvarints: context ids
+	TimeDeltas    []byte                 `protobuf:"bytes,2,opt,name=time_deltas,json=timeDeltas,proto3" json:"time_deltas,omitempty"`       // optional; svarints: time_ns minus the previous event's in this batch (the first: minus 0), mod 2^64
+	CookieDeltas  []byte                 `protobuf:"bytes,3,opt,name=cookie_deltas,json=cookieDeltas,proto3" json:"cookie_deltas,omitempty"` // optional; svarints: the cookie (the entry's when this plugin's stack was requested, else 0) minus the previous event's in this batch, mod 2^64
+	FieldCounts   []byte                 `protobuf:"bytes,4,opt,name=field_counts,json=fieldCounts,proto3" json:"field_counts,omitempty"`    // optional; uvarints: fields per event
+	Fields        []*Field               `protobuf:"bytes,5,rep,name=fields,proto3" json:"fields,omitempty"`                                 // the events' fields in order, sum(field_counts) of them
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *Item) Reset() {
-	*x = Item{}
+func (x *Events) Reset() {
+	*x = Events{}
 	mi := &file_sdk_proto_plugin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *Item) String() string {
+func (x *Events) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*Item) ProtoMessage() {}
+func (*Events) ProtoMessage() {}
 
-func (x *Item) ProtoReflect() protoreflect.Message {
+func (x *Events) ProtoReflect() protoreflect.Message {
 	mi := &file_sdk_proto_plugin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -865,76 +982,244 @@ func (x *Item) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use Item.ProtoReflect.Descriptor instead.
-func (*Item) Descriptor() ([]byte, []int) {
+// Deprecated: Use Events.ProtoReflect.Descriptor instead.
+func (*Events) Descriptor() ([]byte, []int) {
 	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{8}
 }
 
-func (x *Item) GetItem() isItem_Item {
+func (x *Events) GetCount() uint32 {
 	if x != nil {
-		return x.Item
+		return x.Count
+	}
+	return 0
+}
+
+func (x *Events) GetContexts() []byte {
+	if x != nil {
+		return x.Contexts
 	}
 	return nil
 }
 
-func (x *Item) GetEvent() *Event {
+func (x *Events) GetTimeDeltas() []byte {
 	if x != nil {
-		if x, ok := x.Item.(*Item_Event); ok {
-			return x.Event
+		return x.TimeDeltas
+	}
+	return nil
+}
+
+func (x *Events) GetCookieDeltas() []byte {
+	if x != nil {
+		return x.CookieDeltas
+	}
+	return nil
+}
+
+func (x *Events) GetFieldCounts() []byte {
+	if x != nil {
+		return x.FieldCounts
+	}
+	return nil
+}
+
+func (x *Events) GetFields() []*Field {
+	if x != nil {
+		return x.Fields
+	}
+	return nil
+}
+
+// EventContexts defines event contexts, one entry per context in every
+// column.
+type EventContexts struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kinds         []byte                 `protobuf:"bytes,1,opt,name=kinds,proto3" json:"kinds,omitempty"`     // EventKind values, one byte per context
+	Names         []byte                 `protobuf:"bytes,2,opt,name=names,proto3" json:"names,omitempty"`     // optional; uvarints: string ids, "group:name" for tracepoints, the syscall name for syscalls
+	Cpus          []byte                 `protobuf:"bytes,3,opt,name=cpus,proto3" json:"cpus,omitempty"`       // optional; svarints
+	Pids          []byte                 `protobuf:"bytes,4,opt,name=pids,proto3" json:"pids,omitempty"`       // optional; svarints
+	Tids          []byte                 `protobuf:"bytes,5,opt,name=tids,proto3" json:"tids,omitempty"`       // optional; svarints
+	Comms         []byte                 `protobuf:"bytes,6,opt,name=comms,proto3" json:"comms,omitempty"`     // optional; uvarints: string ids
+	Periods       []byte                 `protobuf:"bytes,7,opt,name=periods,proto3" json:"periods,omitempty"` // optional; uvarints: samples
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EventContexts) Reset() {
+	*x = EventContexts{}
+	mi := &file_sdk_proto_plugin_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventContexts) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventContexts) ProtoMessage() {}
+
+func (x *EventContexts) ProtoReflect() protoreflect.Message {
+	mi := &file_sdk_proto_plugin_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
 		}
+		return ms
 	}
-	return nil
+	return mi.MessageOf(x)
 }
 
-func (x *Item) GetStack() *StackRef {
+// Deprecated: Use EventContexts.ProtoReflect.Descriptor instead.
+func (*EventContexts) Descriptor() ([]byte, []int) {
+	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *EventContexts) GetKinds() []byte {
 	if x != nil {
-		if x, ok := x.Item.(*Item_Stack); ok {
-			return x.Stack
-		}
+		return x.Kinds
 	}
 	return nil
 }
 
-func (x *Item) GetLost() *Lost {
+func (x *EventContexts) GetNames() []byte {
 	if x != nil {
-		if x, ok := x.Item.(*Item_Lost); ok {
-			return x.Lost
-		}
+		return x.Names
 	}
 	return nil
 }
 
-type isItem_Item interface {
-	isItem_Item()
+func (x *EventContexts) GetCpus() []byte {
+	if x != nil {
+		return x.Cpus
+	}
+	return nil
 }
 
-type Item_Event struct {
-	Event *Event `protobuf:"bytes,1,opt,name=event,proto3,oneof"`
+func (x *EventContexts) GetPids() []byte {
+	if x != nil {
+		return x.Pids
+	}
+	return nil
 }
 
-type Item_Stack struct {
-	Stack *StackRef `protobuf:"bytes,2,opt,name=stack,proto3,oneof"`
+func (x *EventContexts) GetTids() []byte {
+	if x != nil {
+		return x.Tids
+	}
+	return nil
 }
 
-type Item_Lost struct {
-	Lost *Lost `protobuf:"bytes,3,opt,name=lost,proto3,oneof"`
+func (x *EventContexts) GetComms() []byte {
+	if x != nil {
+		return x.Comms
+	}
+	return nil
 }
 
-func (*Item_Event) isItem_Item() {}
+func (x *EventContexts) GetPeriods() []byte {
+	if x != nil {
+		return x.Periods
+	}
+	return nil
+}
 
-func (*Item_Stack) isItem_Item() {}
+// StackRefs is a batch's callbacks: the stack of one entry for this plugin
+// each.
+type StackRefs struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Count         uint32                 `protobuf:"varint,6,opt,name=count,proto3" json:"count,omitempty"`
+	StackIds      []byte                 `protobuf:"bytes,1,opt,name=stack_ids,json=stackIds,proto3" json:"stack_ids,omitempty"`             // uvarints
+	CookieDeltas  []byte                 `protobuf:"bytes,2,opt,name=cookie_deltas,json=cookieDeltas,proto3" json:"cookie_deltas,omitempty"` // svarints: cookie minus the previous ref's in this batch (the first: minus 0), mod 2^64; no cookie is 0
+	Pids          []byte                 `protobuf:"bytes,3,opt,name=pids,proto3" json:"pids,omitempty"`                                     // optional; svarints
+	Tids          []byte                 `protobuf:"bytes,4,opt,name=tids,proto3" json:"tids,omitempty"`                                     // optional; svarints
+	TimeDeltas    []byte                 `protobuf:"bytes,5,opt,name=time_deltas,json=timeDeltas,proto3" json:"time_deltas,omitempty"`       // optional; svarints: when the entry closed, minus the previous ref's time in this batch, mod 2^64
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
 
-func (*Item_Lost) isItem_Item() {}
+func (x *StackRefs) Reset() {
+	*x = StackRefs{}
+	mi := &file_sdk_proto_plugin_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
 
+func (x *StackRefs) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StackRefs) ProtoMessage() {}
+
+func (x *StackRefs) ProtoReflect() protoreflect.Message {
+	mi := &file_sdk_proto_plugin_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StackRefs.ProtoReflect.Descriptor instead.
+func (*StackRefs) Descriptor() ([]byte, []int) {
+	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *StackRefs) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *StackRefs) GetStackIds() []byte {
+	if x != nil {
+		return x.StackIds
+	}
+	return nil
+}
+
+func (x *StackRefs) GetCookieDeltas() []byte {
+	if x != nil {
+		return x.CookieDeltas
+	}
+	return nil
+}
+
+func (x *StackRefs) GetPids() []byte {
+	if x != nil {
+		return x.Pids
+	}
+	return nil
+}
+
+func (x *StackRefs) GetTids() []byte {
+	if x != nil {
+		return x.Tids
+	}
+	return nil
+}
+
+func (x *StackRefs) GetTimeDeltas() []byte {
+	if x != nil {
+		return x.TimeDeltas
+	}
+	return nil
+}
+
+// Event is one event in a DecideEntry (batches carry events as Events
+// columns). Names and comms are bytes: the kernel does not promise UTF-8.
 type Event struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Kind          EventKind              `protobuf:"varint,1,opt,name=kind,proto3,enum=unwindd.plugin.v1.EventKind" json:"kind,omitempty"`
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"` // "group:name" for tracepoints, the syscall name for syscalls
+	Name          []byte                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"` // "group:name" for tracepoints, the syscall name for syscalls
 	TimeNs        uint64                 `protobuf:"varint,3,opt,name=time_ns,json=timeNs,proto3" json:"time_ns,omitempty"`
 	Cpu           int32                  `protobuf:"varint,4,opt,name=cpu,proto3" json:"cpu,omitempty"`
 	Pid           int32                  `protobuf:"varint,5,opt,name=pid,proto3" json:"pid,omitempty"`
 	Tid           int32                  `protobuf:"varint,6,opt,name=tid,proto3" json:"tid,omitempty"`
-	Comm          string                 `protobuf:"bytes,7,opt,name=comm,proto3" json:"comm,omitempty"`
+	Comm          []byte                 `protobuf:"bytes,7,opt,name=comm,proto3" json:"comm,omitempty"`
 	Cookie        uint64                 `protobuf:"varint,8,opt,name=cookie,proto3" json:"cookie,omitempty"` // the entry's cookie when this plugin's stack was requested, else 0
 	Period        uint64                 `protobuf:"varint,9,opt,name=period,proto3" json:"period,omitempty"` // samples
 	Fields        []*Field               `protobuf:"bytes,10,rep,name=fields,proto3" json:"fields,omitempty"`
@@ -944,7 +1229,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_sdk_proto_plugin_proto_msgTypes[9]
+	mi := &file_sdk_proto_plugin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -956,7 +1241,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_plugin_proto_msgTypes[9]
+	mi := &file_sdk_proto_plugin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -969,7 +1254,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{9}
+	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Event) GetKind() EventKind {
@@ -979,11 +1264,11 @@ func (x *Event) GetKind() EventKind {
 	return EventKind_EVENT_KIND_UNSPECIFIED
 }
 
-func (x *Event) GetName() string {
+func (x *Event) GetName() []byte {
 	if x != nil {
 		return x.Name
 	}
-	return ""
+	return nil
 }
 
 func (x *Event) GetTimeNs() uint64 {
@@ -1014,11 +1299,11 @@ func (x *Event) GetTid() int32 {
 	return 0
 }
 
-func (x *Event) GetComm() string {
+func (x *Event) GetComm() []byte {
 	if x != nil {
 		return x.Comm
 	}
-	return ""
+	return nil
 }
 
 func (x *Event) GetCookie() uint64 {
@@ -1058,7 +1343,7 @@ type Field struct {
 
 func (x *Field) Reset() {
 	*x = Field{}
-	mi := &file_sdk_proto_plugin_proto_msgTypes[10]
+	mi := &file_sdk_proto_plugin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1070,7 +1355,7 @@ func (x *Field) String() string {
 func (*Field) ProtoMessage() {}
 
 func (x *Field) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_plugin_proto_msgTypes[10]
+	mi := &file_sdk_proto_plugin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1083,7 +1368,7 @@ func (x *Field) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Field.ProtoReflect.Descriptor instead.
 func (*Field) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{10}
+	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Field) GetName() string {
@@ -1118,13 +1403,13 @@ func (x *Field) GetUint() uint64 {
 	return 0
 }
 
-func (x *Field) GetStr() string {
+func (x *Field) GetStr() []byte {
 	if x != nil {
 		if x, ok := x.Value.(*Field_Str); ok {
 			return x.Str
 		}
 	}
-	return ""
+	return nil
 }
 
 func (x *Field) GetRaw() []byte {
@@ -1149,7 +1434,7 @@ type Field_Uint struct {
 }
 
 type Field_Str struct {
-	Str string `protobuf:"bytes,4,opt,name=str,proto3,oneof"`
+	Str []byte `protobuf:"bytes,4,opt,name=str,proto3,oneof"` // a string value; bytes, as the kernel does not promise UTF-8
 }
 
 type Field_Raw struct {
@@ -1166,19 +1451,18 @@ func (*Field_Raw) isField_Value() {}
 
 type Mapping struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"` // > 0, unique per connection
-	Start         uint64                 `protobuf:"varint,2,opt,name=start,proto3" json:"start,omitempty"`
-	Limit         uint64                 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
-	Offset        uint64                 `protobuf:"varint,4,opt,name=offset,proto3" json:"offset,omitempty"`
-	Path          string                 `protobuf:"bytes,5,opt,name=path,proto3" json:"path,omitempty"`
-	BuildId       []byte                 `protobuf:"bytes,6,opt,name=build_id,json=buildId,proto3" json:"build_id,omitempty"`
+	Start         uint64                 `protobuf:"varint,1,opt,name=start,proto3" json:"start,omitempty"`
+	Limit         uint64                 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	Offset        uint64                 `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
+	Path          uint32                 `protobuf:"varint,4,opt,name=path,proto3" json:"path,omitempty"` // string id
+	BuildId       []byte                 `protobuf:"bytes,5,opt,name=build_id,json=buildId,proto3" json:"build_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Mapping) Reset() {
 	*x = Mapping{}
-	mi := &file_sdk_proto_plugin_proto_msgTypes[11]
+	mi := &file_sdk_proto_plugin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1190,7 +1474,7 @@ func (x *Mapping) String() string {
 func (*Mapping) ProtoMessage() {}
 
 func (x *Mapping) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_plugin_proto_msgTypes[11]
+	mi := &file_sdk_proto_plugin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1203,14 +1487,7 @@ func (x *Mapping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mapping.ProtoReflect.Descriptor instead.
 func (*Mapping) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{11}
-}
-
-func (x *Mapping) GetId() uint64 {
-	if x != nil {
-		return x.Id
-	}
-	return 0
+	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Mapping) GetStart() uint64 {
@@ -1234,11 +1511,11 @@ func (x *Mapping) GetOffset() uint64 {
 	return 0
 }
 
-func (x *Mapping) GetPath() string {
+func (x *Mapping) GetPath() uint32 {
 	if x != nil {
 		return x.Path
 	}
-	return ""
+	return 0
 }
 
 func (x *Mapping) GetBuildId() []byte {
@@ -1248,160 +1525,32 @@ func (x *Mapping) GetBuildId() []byte {
 	return nil
 }
 
-type Function struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+// Locations defines locations, one entry per location in every column.
+type Locations struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Count           uint32                 `protobuf:"varint,5,opt,name=count,proto3" json:"count,omitempty"`
+	Addresses       []byte                 `protobuf:"bytes,1,opt,name=addresses,proto3" json:"addresses,omitempty"`                                    // uvarints
+	MappingIds      []byte                 `protobuf:"bytes,2,opt,name=mapping_ids,json=mappingIds,proto3" json:"mapping_ids,omitempty"`                // optional; uvarints: 0 unmapped
+	Functions       []byte                 `protobuf:"bytes,3,opt,name=functions,proto3" json:"functions,omitempty"`                                    // optional; uvarints: string ids of function names, 0 no symbol
+	FunctionOffsets []byte                 `protobuf:"bytes,4,opt,name=function_offsets,json=functionOffsets,proto3" json:"function_offsets,omitempty"` // optional; uvarints
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
-func (x *Function) Reset() {
-	*x = Function{}
-	mi := &file_sdk_proto_plugin_proto_msgTypes[12]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *Function) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*Function) ProtoMessage() {}
-
-func (x *Function) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_plugin_proto_msgTypes[12]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use Function.ProtoReflect.Descriptor instead.
-func (*Function) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{12}
-}
-
-func (x *Function) GetId() uint64 {
-	if x != nil {
-		return x.Id
-	}
-	return 0
-}
-
-func (x *Function) GetName() string {
-	if x != nil {
-		return x.Name
-	}
-	return ""
-}
-
-type Location struct {
-	state          protoimpl.MessageState `protogen:"open.v1"`
-	Id             uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
-	Address        uint64                 `protobuf:"varint,2,opt,name=address,proto3" json:"address,omitempty"`
-	MappingId      uint64                 `protobuf:"varint,3,opt,name=mapping_id,json=mappingId,proto3" json:"mapping_id,omitempty"`    // 0: unmapped
-	FunctionId     uint64                 `protobuf:"varint,4,opt,name=function_id,json=functionId,proto3" json:"function_id,omitempty"` // 0: no symbol
-	FunctionOffset uint64                 `protobuf:"varint,5,opt,name=function_offset,json=functionOffset,proto3" json:"function_offset,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
-}
-
-func (x *Location) Reset() {
-	*x = Location{}
-	mi := &file_sdk_proto_plugin_proto_msgTypes[13]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *Location) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*Location) ProtoMessage() {}
-
-func (x *Location) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_plugin_proto_msgTypes[13]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use Location.ProtoReflect.Descriptor instead.
-func (*Location) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{13}
-}
-
-func (x *Location) GetId() uint64 {
-	if x != nil {
-		return x.Id
-	}
-	return 0
-}
-
-func (x *Location) GetAddress() uint64 {
-	if x != nil {
-		return x.Address
-	}
-	return 0
-}
-
-func (x *Location) GetMappingId() uint64 {
-	if x != nil {
-		return x.MappingId
-	}
-	return 0
-}
-
-func (x *Location) GetFunctionId() uint64 {
-	if x != nil {
-		return x.FunctionId
-	}
-	return 0
-}
-
-func (x *Location) GetFunctionOffset() uint64 {
-	if x != nil {
-		return x.FunctionOffset
-	}
-	return 0
-}
-
-// StackDef interns one whole stack: its locations, leaf first, the type of
-// each frame (one byte per frame, FrameType values) and why the walk ended.
-type StackDef struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
-	LocationIds   []uint64               `protobuf:"varint,2,rep,packed,name=location_ids,json=locationIds,proto3" json:"location_ids,omitempty"`
-	FrameTypes    []byte                 `protobuf:"bytes,3,opt,name=frame_types,json=frameTypes,proto3" json:"frame_types,omitempty"`
-	End           EndReason              `protobuf:"varint,4,opt,name=end,proto3,enum=unwindd.plugin.v1.EndReason" json:"end,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *StackDef) Reset() {
-	*x = StackDef{}
+func (x *Locations) Reset() {
+	*x = Locations{}
 	mi := &file_sdk_proto_plugin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *StackDef) String() string {
+func (x *Locations) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*StackDef) ProtoMessage() {}
+func (*Locations) ProtoMessage() {}
 
-func (x *StackDef) ProtoReflect() protoreflect.Message {
+func (x *Locations) ProtoReflect() protoreflect.Message {
 	mi := &file_sdk_proto_plugin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -1413,114 +1562,116 @@ func (x *StackDef) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use StackDef.ProtoReflect.Descriptor instead.
-func (*StackDef) Descriptor() ([]byte, []int) {
+// Deprecated: Use Locations.ProtoReflect.Descriptor instead.
+func (*Locations) Descriptor() ([]byte, []int) {
 	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{14}
 }
 
-func (x *StackDef) GetId() uint64 {
+func (x *Locations) GetCount() uint32 {
 	if x != nil {
-		return x.Id
+		return x.Count
 	}
 	return 0
 }
 
-func (x *StackDef) GetLocationIds() []uint64 {
+func (x *Locations) GetAddresses() []byte {
 	if x != nil {
-		return x.LocationIds
+		return x.Addresses
 	}
 	return nil
 }
 
-func (x *StackDef) GetFrameTypes() []byte {
+func (x *Locations) GetMappingIds() []byte {
+	if x != nil {
+		return x.MappingIds
+	}
+	return nil
+}
+
+func (x *Locations) GetFunctions() []byte {
+	if x != nil {
+		return x.Functions
+	}
+	return nil
+}
+
+func (x *Locations) GetFunctionOffsets() []byte {
+	if x != nil {
+		return x.FunctionOffsets
+	}
+	return nil
+}
+
+// StackDefs interns whole stacks: per stack, its number of frames, its
+// locations (leaf first), the type of each frame and why the walk ended.
+type StackDefs struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Lengths []byte                 `protobuf:"bytes,1,opt,name=lengths,proto3" json:"lengths,omitempty"` // uvarints: frames per stack, one per stack
+	// svarints: sum(lengths) location ids, each as its difference from the
+	// previous one in this message (the first: from 0)
+	LocationDeltas []byte `protobuf:"bytes,2,opt,name=location_deltas,json=locationDeltas,proto3" json:"location_deltas,omitempty"`
+	FrameTypes     []byte `protobuf:"bytes,3,opt,name=frame_types,json=frameTypes,proto3" json:"frame_types,omitempty"` // FrameType values, sum(lengths) bytes
+	Ends           []byte `protobuf:"bytes,4,opt,name=ends,proto3" json:"ends,omitempty"`                               // EndReason values, one byte per stack
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *StackDefs) Reset() {
+	*x = StackDefs{}
+	mi := &file_sdk_proto_plugin_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StackDefs) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StackDefs) ProtoMessage() {}
+
+func (x *StackDefs) ProtoReflect() protoreflect.Message {
+	mi := &file_sdk_proto_plugin_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StackDefs.ProtoReflect.Descriptor instead.
+func (*StackDefs) Descriptor() ([]byte, []int) {
+	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *StackDefs) GetLengths() []byte {
+	if x != nil {
+		return x.Lengths
+	}
+	return nil
+}
+
+func (x *StackDefs) GetLocationDeltas() []byte {
+	if x != nil {
+		return x.LocationDeltas
+	}
+	return nil
+}
+
+func (x *StackDefs) GetFrameTypes() []byte {
 	if x != nil {
 		return x.FrameTypes
 	}
 	return nil
 }
 
-func (x *StackDef) GetEnd() EndReason {
+func (x *StackDefs) GetEnds() []byte {
 	if x != nil {
-		return x.End
+		return x.Ends
 	}
-	return EndReason_END_REASON_UNSPECIFIED
-}
-
-// StackRef is one callback: the stack of one entry for this plugin.
-type StackRef struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Cookie        uint64                 `protobuf:"varint,1,opt,name=cookie,proto3" json:"cookie,omitempty"`
-	Pid           int32                  `protobuf:"varint,2,opt,name=pid,proto3" json:"pid,omitempty"`
-	Tid           int32                  `protobuf:"varint,3,opt,name=tid,proto3" json:"tid,omitempty"`
-	StackId       uint64                 `protobuf:"varint,4,opt,name=stack_id,json=stackId,proto3" json:"stack_id,omitempty"`
-	TimeNs        uint64                 `protobuf:"varint,5,opt,name=time_ns,json=timeNs,proto3" json:"time_ns,omitempty"` // when the entry closed
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *StackRef) Reset() {
-	*x = StackRef{}
-	mi := &file_sdk_proto_plugin_proto_msgTypes[15]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *StackRef) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*StackRef) ProtoMessage() {}
-
-func (x *StackRef) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_plugin_proto_msgTypes[15]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use StackRef.ProtoReflect.Descriptor instead.
-func (*StackRef) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{15}
-}
-
-func (x *StackRef) GetCookie() uint64 {
-	if x != nil {
-		return x.Cookie
-	}
-	return 0
-}
-
-func (x *StackRef) GetPid() int32 {
-	if x != nil {
-		return x.Pid
-	}
-	return 0
-}
-
-func (x *StackRef) GetTid() int32 {
-	if x != nil {
-		return x.Tid
-	}
-	return 0
-}
-
-func (x *StackRef) GetStackId() uint64 {
-	if x != nil {
-		return x.StackId
-	}
-	return 0
-}
-
-func (x *StackRef) GetTimeNs() uint64 {
-	if x != nil {
-		return x.TimeNs
-	}
-	return 0
+	return nil
 }
 
 // Lost tells the plugin what its full outbox dropped since the last notice.
@@ -2019,27 +2170,52 @@ const file_sdk_proto_plugin_proto_rawDesc = "" +
 	"\x06Filter\x12\x12\n" +
 	"\x04pids\x18\x01 \x03(\x05R\x04pids\x12\x12\n" +
 	"\x04tids\x18\x02 \x03(\x05R\x04tids\x12\x14\n" +
-	"\x05comms\x18\x03 \x03(\tR\x05comms\"\xab\x02\n" +
+	"\x05comms\x18\x03 \x03(\tR\x05comms\"\xe4\x03\n" +
 	"\x05Batch\x12\x10\n" +
-	"\x03seq\x18\x01 \x01(\x04R\x03seq\x126\n" +
-	"\bmappings\x18\x02 \x03(\v2\x1a.unwindd.plugin.v1.MappingR\bmappings\x129\n" +
-	"\tfunctions\x18\x03 \x03(\v2\x1b.unwindd.plugin.v1.FunctionR\tfunctions\x129\n" +
-	"\tlocations\x18\x04 \x03(\v2\x1b.unwindd.plugin.v1.LocationR\tlocations\x123\n" +
-	"\x06stacks\x18\x05 \x03(\v2\x1b.unwindd.plugin.v1.StackDefR\x06stacks\x12-\n" +
-	"\x05items\x18\x06 \x03(\v2\x17.unwindd.plugin.v1.ItemR\x05items\"\xa4\x01\n" +
-	"\x04Item\x120\n" +
-	"\x05event\x18\x01 \x01(\v2\x18.unwindd.plugin.v1.EventH\x00R\x05event\x123\n" +
-	"\x05stack\x18\x02 \x01(\v2\x1b.unwindd.plugin.v1.StackRefH\x00R\x05stack\x12-\n" +
-	"\x04lost\x18\x03 \x01(\v2\x17.unwindd.plugin.v1.LostH\x00R\x04lostB\x06\n" +
-	"\x04item\"\x92\x02\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12!\n" +
+	"\freset_tables\x18\x02 \x01(\bR\vresetTables\x12\x18\n" +
+	"\astrings\x18\x03 \x03(\fR\astrings\x12<\n" +
+	"\bcontexts\x18\v \x01(\v2 .unwindd.plugin.v1.EventContextsR\bcontexts\x126\n" +
+	"\bmappings\x18\x04 \x03(\v2\x1a.unwindd.plugin.v1.MappingR\bmappings\x12:\n" +
+	"\tlocations\x18\x05 \x01(\v2\x1c.unwindd.plugin.v1.LocationsR\tlocations\x124\n" +
+	"\x06stacks\x18\x06 \x01(\v2\x1c.unwindd.plugin.v1.StackDefsR\x06stacks\x121\n" +
+	"\x06events\x18\a \x01(\v2\x19.unwindd.plugin.v1.EventsR\x06events\x120\n" +
+	"\x04refs\x18\b \x01(\v2\x1c.unwindd.plugin.v1.StackRefsR\x04refs\x12+\n" +
+	"\x04lost\x18\t \x03(\v2\x17.unwindd.plugin.v1.LostR\x04lost\x12\x12\n" +
+	"\x04runs\x18\n" +
+	" \x03(\rR\x04runs\"\xd5\x01\n" +
+	"\x06Events\x12\x14\n" +
+	"\x05count\x18\x06 \x01(\rR\x05count\x12\x1a\n" +
+	"\bcontexts\x18\x01 \x01(\fR\bcontexts\x12\x1f\n" +
+	"\vtime_deltas\x18\x02 \x01(\fR\n" +
+	"timeDeltas\x12#\n" +
+	"\rcookie_deltas\x18\x03 \x01(\fR\fcookieDeltas\x12!\n" +
+	"\ffield_counts\x18\x04 \x01(\fR\vfieldCounts\x120\n" +
+	"\x06fields\x18\x05 \x03(\v2\x18.unwindd.plugin.v1.FieldR\x06fields\"\xa7\x01\n" +
+	"\rEventContexts\x12\x14\n" +
+	"\x05kinds\x18\x01 \x01(\fR\x05kinds\x12\x14\n" +
+	"\x05names\x18\x02 \x01(\fR\x05names\x12\x12\n" +
+	"\x04cpus\x18\x03 \x01(\fR\x04cpus\x12\x12\n" +
+	"\x04pids\x18\x04 \x01(\fR\x04pids\x12\x12\n" +
+	"\x04tids\x18\x05 \x01(\fR\x04tids\x12\x14\n" +
+	"\x05comms\x18\x06 \x01(\fR\x05comms\x12\x18\n" +
+	"\aperiods\x18\a \x01(\fR\aperiods\"\xac\x01\n" +
+	"\tStackRefs\x12\x14\n" +
+	"\x05count\x18\x06 \x01(\rR\x05count\x12\x1b\n" +
+	"\tstack_ids\x18\x01 \x01(\fR\bstackIds\x12#\n" +
+	"\rcookie_deltas\x18\x02 \x01(\fR\fcookieDeltas\x12\x12\n" +
+	"\x04pids\x18\x03 \x01(\fR\x04pids\x12\x12\n" +
+	"\x04tids\x18\x04 \x01(\fR\x04tids\x12\x1f\n" +
+	"\vtime_deltas\x18\x05 \x01(\fR\n" +
+	"timeDeltas\"\x92\x02\n" +
 	"\x05Event\x120\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1c.unwindd.plugin.v1.EventKindR\x04kind\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\x12\x17\n" +
+	"\x04name\x18\x02 \x01(\fR\x04name\x12\x17\n" +
 	"\atime_ns\x18\x03 \x01(\x04R\x06timeNs\x12\x10\n" +
 	"\x03cpu\x18\x04 \x01(\x05R\x03cpu\x12\x10\n" +
 	"\x03pid\x18\x05 \x01(\x05R\x03pid\x12\x10\n" +
 	"\x03tid\x18\x06 \x01(\x05R\x03tid\x12\x12\n" +
-	"\x04comm\x18\a \x01(\tR\x04comm\x12\x16\n" +
+	"\x04comm\x18\a \x01(\fR\x04comm\x12\x16\n" +
 	"\x06cookie\x18\b \x01(\x04R\x06cookie\x12\x16\n" +
 	"\x06period\x18\t \x01(\x04R\x06period\x120\n" +
 	"\x06fields\x18\n" +
@@ -2048,39 +2224,28 @@ const file_sdk_proto_plugin_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x03int\x18\x02 \x01(\x03H\x00R\x03int\x12\x14\n" +
 	"\x04uint\x18\x03 \x01(\x04H\x00R\x04uint\x12\x12\n" +
-	"\x03str\x18\x04 \x01(\tH\x00R\x03str\x12\x12\n" +
+	"\x03str\x18\x04 \x01(\fH\x00R\x03str\x12\x12\n" +
 	"\x03raw\x18\x05 \x01(\fH\x00R\x03rawB\a\n" +
-	"\x05value\"\x8c\x01\n" +
-	"\aMapping\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x14\n" +
-	"\x05start\x18\x02 \x01(\x04R\x05start\x12\x14\n" +
-	"\x05limit\x18\x03 \x01(\x04R\x05limit\x12\x16\n" +
-	"\x06offset\x18\x04 \x01(\x04R\x06offset\x12\x12\n" +
-	"\x04path\x18\x05 \x01(\tR\x04path\x12\x19\n" +
-	"\bbuild_id\x18\x06 \x01(\fR\abuildId\".\n" +
-	"\bFunction\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\"\x9d\x01\n" +
-	"\bLocation\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x18\n" +
-	"\aaddress\x18\x02 \x01(\x04R\aaddress\x12\x1d\n" +
-	"\n" +
-	"mapping_id\x18\x03 \x01(\x04R\tmappingId\x12\x1f\n" +
-	"\vfunction_id\x18\x04 \x01(\x04R\n" +
-	"functionId\x12'\n" +
-	"\x0ffunction_offset\x18\x05 \x01(\x04R\x0efunctionOffset\"\x8e\x01\n" +
-	"\bStackDef\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\x04R\x02id\x12!\n" +
-	"\flocation_ids\x18\x02 \x03(\x04R\vlocationIds\x12\x1f\n" +
+	"\x05value\"|\n" +
+	"\aMapping\x12\x14\n" +
+	"\x05start\x18\x01 \x01(\x04R\x05start\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\x04R\x05limit\x12\x16\n" +
+	"\x06offset\x18\x03 \x01(\x04R\x06offset\x12\x12\n" +
+	"\x04path\x18\x04 \x01(\rR\x04path\x12\x19\n" +
+	"\bbuild_id\x18\x05 \x01(\fR\abuildId\"\xa9\x01\n" +
+	"\tLocations\x12\x14\n" +
+	"\x05count\x18\x05 \x01(\rR\x05count\x12\x1c\n" +
+	"\taddresses\x18\x01 \x01(\fR\taddresses\x12\x1f\n" +
+	"\vmapping_ids\x18\x02 \x01(\fR\n" +
+	"mappingIds\x12\x1c\n" +
+	"\tfunctions\x18\x03 \x01(\fR\tfunctions\x12)\n" +
+	"\x10function_offsets\x18\x04 \x01(\fR\x0ffunctionOffsets\"\x83\x01\n" +
+	"\tStackDefs\x12\x18\n" +
+	"\alengths\x18\x01 \x01(\fR\alengths\x12'\n" +
+	"\x0flocation_deltas\x18\x02 \x01(\fR\x0elocationDeltas\x12\x1f\n" +
 	"\vframe_types\x18\x03 \x01(\fR\n" +
-	"frameTypes\x12.\n" +
-	"\x03end\x18\x04 \x01(\x0e2\x1c.unwindd.plugin.v1.EndReasonR\x03end\"z\n" +
-	"\bStackRef\x12\x16\n" +
-	"\x06cookie\x18\x01 \x01(\x04R\x06cookie\x12\x10\n" +
-	"\x03pid\x18\x02 \x01(\x05R\x03pid\x12\x10\n" +
-	"\x03tid\x18\x03 \x01(\x05R\x03tid\x12\x19\n" +
-	"\bstack_id\x18\x04 \x01(\x04R\astackId\x12\x17\n" +
-	"\atime_ns\x18\x05 \x01(\x04R\x06timeNs\"P\n" +
+	"frameTypes\x12\x12\n" +
+	"\x04ends\x18\x04 \x01(\fR\x04ends\"P\n" +
 	"\x04Lost\x12\x16\n" +
 	"\x06events\x18\x01 \x01(\x04R\x06events\x12\x16\n" +
 	"\x06stacks\x18\x02 \x01(\x04R\x06stacks\x12\x18\n" +
@@ -2114,7 +2279,12 @@ const file_sdk_proto_plugin_proto_rawDesc = "" +
 	"\x18REQUEST_MODE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13REQUEST_MODE_ALWAYS\x10\x01\x12\x16\n" +
 	"\x12REQUEST_MODE_NEVER\x10\x02\x12\x17\n" +
-	"\x13REQUEST_MODE_DECIDE\x10\x03*\x94\x01\n" +
+	"\x13REQUEST_MODE_DECIDE\x10\x03*c\n" +
+	"\bItemKind\x12\x19\n" +
+	"\x15ITEM_KIND_UNSPECIFIED\x10\x00\x12\x13\n" +
+	"\x0fITEM_KIND_EVENT\x10\x01\x12\x13\n" +
+	"\x0fITEM_KIND_STACK\x10\x02\x12\x12\n" +
+	"\x0eITEM_KIND_LOST\x10\x03*\x94\x01\n" +
 	"\tEventKind\x12\x1a\n" +
 	"\x16EVENT_KIND_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11EVENT_KIND_SAMPLE\x10\x01\x12\x19\n" +
@@ -2162,78 +2332,78 @@ func file_sdk_proto_plugin_proto_rawDescGZIP() []byte {
 	return file_sdk_proto_plugin_proto_rawDescData
 }
 
-var file_sdk_proto_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_sdk_proto_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
 var file_sdk_proto_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_sdk_proto_plugin_proto_goTypes = []any{
 	(RequestMode)(0),          // 0: unwindd.plugin.v1.RequestMode
-	(EventKind)(0),            // 1: unwindd.plugin.v1.EventKind
-	(FrameType)(0),            // 2: unwindd.plugin.v1.FrameType
-	(EndReason)(0),            // 3: unwindd.plugin.v1.EndReason
-	(LogLevel)(0),             // 4: unwindd.plugin.v1.LogLevel
-	(*DescribeRequest)(nil),   // 5: unwindd.plugin.v1.DescribeRequest
-	(*Description)(nil),       // 6: unwindd.plugin.v1.Description
-	(*Subscription)(nil),      // 7: unwindd.plugin.v1.Subscription
-	(*CPUClock)(nil),          // 8: unwindd.plugin.v1.CPUClock
-	(*Tracepoint)(nil),        // 9: unwindd.plugin.v1.Tracepoint
-	(*Syscalls)(nil),          // 10: unwindd.plugin.v1.Syscalls
-	(*Filter)(nil),            // 11: unwindd.plugin.v1.Filter
-	(*Batch)(nil),             // 12: unwindd.plugin.v1.Batch
-	(*Item)(nil),              // 13: unwindd.plugin.v1.Item
-	(*Event)(nil),             // 14: unwindd.plugin.v1.Event
-	(*Field)(nil),             // 15: unwindd.plugin.v1.Field
-	(*Mapping)(nil),           // 16: unwindd.plugin.v1.Mapping
-	(*Function)(nil),          // 17: unwindd.plugin.v1.Function
-	(*Location)(nil),          // 18: unwindd.plugin.v1.Location
-	(*StackDef)(nil),          // 19: unwindd.plugin.v1.StackDef
-	(*StackRef)(nil),          // 20: unwindd.plugin.v1.StackRef
-	(*Lost)(nil),              // 21: unwindd.plugin.v1.Lost
-	(*Ack)(nil),               // 22: unwindd.plugin.v1.Ack
-	(*DecideRequest)(nil),     // 23: unwindd.plugin.v1.DecideRequest
-	(*DecideEntry)(nil),       // 24: unwindd.plugin.v1.DecideEntry
-	(*DecideResponse)(nil),    // 25: unwindd.plugin.v1.DecideResponse
-	(*HostRequest)(nil),       // 26: unwindd.plugin.v1.HostRequest
-	(*HostRequestResult)(nil), // 27: unwindd.plugin.v1.HostRequestResult
-	(*LogEntry)(nil),          // 28: unwindd.plugin.v1.LogEntry
-	(*LogAck)(nil),            // 29: unwindd.plugin.v1.LogAck
-	nil,                       // 30: unwindd.plugin.v1.LogEntry.FieldsEntry
+	(ItemKind)(0),             // 1: unwindd.plugin.v1.ItemKind
+	(EventKind)(0),            // 2: unwindd.plugin.v1.EventKind
+	(FrameType)(0),            // 3: unwindd.plugin.v1.FrameType
+	(EndReason)(0),            // 4: unwindd.plugin.v1.EndReason
+	(LogLevel)(0),             // 5: unwindd.plugin.v1.LogLevel
+	(*DescribeRequest)(nil),   // 6: unwindd.plugin.v1.DescribeRequest
+	(*Description)(nil),       // 7: unwindd.plugin.v1.Description
+	(*Subscription)(nil),      // 8: unwindd.plugin.v1.Subscription
+	(*CPUClock)(nil),          // 9: unwindd.plugin.v1.CPUClock
+	(*Tracepoint)(nil),        // 10: unwindd.plugin.v1.Tracepoint
+	(*Syscalls)(nil),          // 11: unwindd.plugin.v1.Syscalls
+	(*Filter)(nil),            // 12: unwindd.plugin.v1.Filter
+	(*Batch)(nil),             // 13: unwindd.plugin.v1.Batch
+	(*Events)(nil),            // 14: unwindd.plugin.v1.Events
+	(*EventContexts)(nil),     // 15: unwindd.plugin.v1.EventContexts
+	(*StackRefs)(nil),         // 16: unwindd.plugin.v1.StackRefs
+	(*Event)(nil),             // 17: unwindd.plugin.v1.Event
+	(*Field)(nil),             // 18: unwindd.plugin.v1.Field
+	(*Mapping)(nil),           // 19: unwindd.plugin.v1.Mapping
+	(*Locations)(nil),         // 20: unwindd.plugin.v1.Locations
+	(*StackDefs)(nil),         // 21: unwindd.plugin.v1.StackDefs
+	(*Lost)(nil),              // 22: unwindd.plugin.v1.Lost
+	(*Ack)(nil),               // 23: unwindd.plugin.v1.Ack
+	(*DecideRequest)(nil),     // 24: unwindd.plugin.v1.DecideRequest
+	(*DecideEntry)(nil),       // 25: unwindd.plugin.v1.DecideEntry
+	(*DecideResponse)(nil),    // 26: unwindd.plugin.v1.DecideResponse
+	(*HostRequest)(nil),       // 27: unwindd.plugin.v1.HostRequest
+	(*HostRequestResult)(nil), // 28: unwindd.plugin.v1.HostRequestResult
+	(*LogEntry)(nil),          // 29: unwindd.plugin.v1.LogEntry
+	(*LogAck)(nil),            // 30: unwindd.plugin.v1.LogAck
+	nil,                       // 31: unwindd.plugin.v1.LogEntry.FieldsEntry
 }
 var file_sdk_proto_plugin_proto_depIdxs = []int32{
-	7,  // 0: unwindd.plugin.v1.Description.subscriptions:type_name -> unwindd.plugin.v1.Subscription
-	11, // 1: unwindd.plugin.v1.Description.filter:type_name -> unwindd.plugin.v1.Filter
+	8,  // 0: unwindd.plugin.v1.Description.subscriptions:type_name -> unwindd.plugin.v1.Subscription
+	12, // 1: unwindd.plugin.v1.Description.filter:type_name -> unwindd.plugin.v1.Filter
 	0,  // 2: unwindd.plugin.v1.Description.mode:type_name -> unwindd.plugin.v1.RequestMode
-	8,  // 3: unwindd.plugin.v1.Subscription.cpu_clock:type_name -> unwindd.plugin.v1.CPUClock
-	9,  // 4: unwindd.plugin.v1.Subscription.tracepoint:type_name -> unwindd.plugin.v1.Tracepoint
-	10, // 5: unwindd.plugin.v1.Subscription.syscalls:type_name -> unwindd.plugin.v1.Syscalls
-	16, // 6: unwindd.plugin.v1.Batch.mappings:type_name -> unwindd.plugin.v1.Mapping
-	17, // 7: unwindd.plugin.v1.Batch.functions:type_name -> unwindd.plugin.v1.Function
-	18, // 8: unwindd.plugin.v1.Batch.locations:type_name -> unwindd.plugin.v1.Location
-	19, // 9: unwindd.plugin.v1.Batch.stacks:type_name -> unwindd.plugin.v1.StackDef
-	13, // 10: unwindd.plugin.v1.Batch.items:type_name -> unwindd.plugin.v1.Item
-	14, // 11: unwindd.plugin.v1.Item.event:type_name -> unwindd.plugin.v1.Event
-	20, // 12: unwindd.plugin.v1.Item.stack:type_name -> unwindd.plugin.v1.StackRef
-	21, // 13: unwindd.plugin.v1.Item.lost:type_name -> unwindd.plugin.v1.Lost
-	1,  // 14: unwindd.plugin.v1.Event.kind:type_name -> unwindd.plugin.v1.EventKind
-	15, // 15: unwindd.plugin.v1.Event.fields:type_name -> unwindd.plugin.v1.Field
-	3,  // 16: unwindd.plugin.v1.StackDef.end:type_name -> unwindd.plugin.v1.EndReason
-	24, // 17: unwindd.plugin.v1.DecideRequest.entries:type_name -> unwindd.plugin.v1.DecideEntry
-	14, // 18: unwindd.plugin.v1.DecideEntry.events:type_name -> unwindd.plugin.v1.Event
-	4,  // 19: unwindd.plugin.v1.LogEntry.level:type_name -> unwindd.plugin.v1.LogLevel
-	30, // 20: unwindd.plugin.v1.LogEntry.fields:type_name -> unwindd.plugin.v1.LogEntry.FieldsEntry
-	5,  // 21: unwindd.plugin.v1.Tracer.Describe:input_type -> unwindd.plugin.v1.DescribeRequest
-	12, // 22: unwindd.plugin.v1.Tracer.Deliver:input_type -> unwindd.plugin.v1.Batch
-	23, // 23: unwindd.plugin.v1.Tracer.Decide:input_type -> unwindd.plugin.v1.DecideRequest
-	26, // 24: unwindd.plugin.v1.Host.Request:input_type -> unwindd.plugin.v1.HostRequest
-	28, // 25: unwindd.plugin.v1.Host.Log:input_type -> unwindd.plugin.v1.LogEntry
-	6,  // 26: unwindd.plugin.v1.Tracer.Describe:output_type -> unwindd.plugin.v1.Description
-	22, // 27: unwindd.plugin.v1.Tracer.Deliver:output_type -> unwindd.plugin.v1.Ack
-	25, // 28: unwindd.plugin.v1.Tracer.Decide:output_type -> unwindd.plugin.v1.DecideResponse
-	27, // 29: unwindd.plugin.v1.Host.Request:output_type -> unwindd.plugin.v1.HostRequestResult
-	29, // 30: unwindd.plugin.v1.Host.Log:output_type -> unwindd.plugin.v1.LogAck
-	26, // [26:31] is the sub-list for method output_type
-	21, // [21:26] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	9,  // 3: unwindd.plugin.v1.Subscription.cpu_clock:type_name -> unwindd.plugin.v1.CPUClock
+	10, // 4: unwindd.plugin.v1.Subscription.tracepoint:type_name -> unwindd.plugin.v1.Tracepoint
+	11, // 5: unwindd.plugin.v1.Subscription.syscalls:type_name -> unwindd.plugin.v1.Syscalls
+	15, // 6: unwindd.plugin.v1.Batch.contexts:type_name -> unwindd.plugin.v1.EventContexts
+	19, // 7: unwindd.plugin.v1.Batch.mappings:type_name -> unwindd.plugin.v1.Mapping
+	20, // 8: unwindd.plugin.v1.Batch.locations:type_name -> unwindd.plugin.v1.Locations
+	21, // 9: unwindd.plugin.v1.Batch.stacks:type_name -> unwindd.plugin.v1.StackDefs
+	14, // 10: unwindd.plugin.v1.Batch.events:type_name -> unwindd.plugin.v1.Events
+	16, // 11: unwindd.plugin.v1.Batch.refs:type_name -> unwindd.plugin.v1.StackRefs
+	22, // 12: unwindd.plugin.v1.Batch.lost:type_name -> unwindd.plugin.v1.Lost
+	18, // 13: unwindd.plugin.v1.Events.fields:type_name -> unwindd.plugin.v1.Field
+	2,  // 14: unwindd.plugin.v1.Event.kind:type_name -> unwindd.plugin.v1.EventKind
+	18, // 15: unwindd.plugin.v1.Event.fields:type_name -> unwindd.plugin.v1.Field
+	25, // 16: unwindd.plugin.v1.DecideRequest.entries:type_name -> unwindd.plugin.v1.DecideEntry
+	17, // 17: unwindd.plugin.v1.DecideEntry.events:type_name -> unwindd.plugin.v1.Event
+	5,  // 18: unwindd.plugin.v1.LogEntry.level:type_name -> unwindd.plugin.v1.LogLevel
+	31, // 19: unwindd.plugin.v1.LogEntry.fields:type_name -> unwindd.plugin.v1.LogEntry.FieldsEntry
+	6,  // 20: unwindd.plugin.v1.Tracer.Describe:input_type -> unwindd.plugin.v1.DescribeRequest
+	13, // 21: unwindd.plugin.v1.Tracer.Deliver:input_type -> unwindd.plugin.v1.Batch
+	24, // 22: unwindd.plugin.v1.Tracer.Decide:input_type -> unwindd.plugin.v1.DecideRequest
+	27, // 23: unwindd.plugin.v1.Host.Request:input_type -> unwindd.plugin.v1.HostRequest
+	29, // 24: unwindd.plugin.v1.Host.Log:input_type -> unwindd.plugin.v1.LogEntry
+	7,  // 25: unwindd.plugin.v1.Tracer.Describe:output_type -> unwindd.plugin.v1.Description
+	23, // 26: unwindd.plugin.v1.Tracer.Deliver:output_type -> unwindd.plugin.v1.Ack
+	26, // 27: unwindd.plugin.v1.Tracer.Decide:output_type -> unwindd.plugin.v1.DecideResponse
+	28, // 28: unwindd.plugin.v1.Host.Request:output_type -> unwindd.plugin.v1.HostRequestResult
+	30, // 29: unwindd.plugin.v1.Host.Log:output_type -> unwindd.plugin.v1.LogAck
+	25, // [25:30] is the sub-list for method output_type
+	20, // [20:25] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_sdk_proto_plugin_proto_init() }
@@ -2246,12 +2416,7 @@ func file_sdk_proto_plugin_proto_init() {
 		(*Subscription_Tracepoint)(nil),
 		(*Subscription_Syscalls)(nil),
 	}
-	file_sdk_proto_plugin_proto_msgTypes[8].OneofWrappers = []any{
-		(*Item_Event)(nil),
-		(*Item_Stack)(nil),
-		(*Item_Lost)(nil),
-	}
-	file_sdk_proto_plugin_proto_msgTypes[10].OneofWrappers = []any{
+	file_sdk_proto_plugin_proto_msgTypes[12].OneofWrappers = []any{
 		(*Field_Int)(nil),
 		(*Field_Uint)(nil),
 		(*Field_Str)(nil),
@@ -2262,7 +2427,7 @@ func file_sdk_proto_plugin_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sdk_proto_plugin_proto_rawDesc), len(file_sdk_proto_plugin_proto_rawDesc)),
-			NumEnums:      5,
+			NumEnums:      6,
 			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   2,

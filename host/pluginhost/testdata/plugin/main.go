@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -52,6 +53,10 @@ type tracer struct {
 	hang     bool
 	panicAt  uint64
 	reported bool
+	host     *sdk.Host // for LATENCY reports
+	latency  bool
+	first    bool // the first Events call was reported
+	nocheck  bool // benchmarks: count, do not track cookies (a map of every cookie would be most of the plugin's work)
 }
 
 func env(k string) string { return os.Getenv("UNWINDD_TEST_" + k) }
@@ -60,6 +65,7 @@ func (t *tracer) Describe(ctx context.Context, info sdk.DescribeInfo) (sdk.Descr
 	if err := info.Host.Log(ctx, sdk.LevelInfo, "test plugin describing", map[string]string{"config": string(info.Config)}); err != nil {
 		return sdk.Description{}, err
 	}
+	t.host = info.Host
 	ret, _, err := info.Host.Request(ctx, -12345)
 	t.c.RequestRet = int32(ret)
 	if err != nil {
@@ -123,10 +129,27 @@ func (t *tracer) call() {
 	}
 }
 
-func (t *tracer) Events(_ context.Context, evs []sdk.Event) error {
+func (t *tracer) Events(ctx context.Context, evs []sdk.Event) error {
+	if t.latency {
+		// The host stamps Time with its wall clock (UnixNano) when it
+		// dispatches the event; same machine, same clock.
+		now := time.Now().UnixNano()
+		fields := map[string]string{"latency_ns": strconv.FormatInt(now-int64(evs[0].Time), 10)}
+		if !t.first {
+			t.first = true
+			fields["first_ns"] = strconv.FormatInt(now, 10)
+		}
+		if err := t.host.Log(ctx, sdk.LevelInfo, "latency", fields); err != nil {
+			return err
+		}
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.call()
+	if t.nocheck {
+		t.c.Events += uint64(len(evs))
+		return nil
+	}
 	for _, e := range evs {
 		t.c.Events++
 		if e.Cookie != 0 {
@@ -153,6 +176,11 @@ func (t *tracer) Stack(_ context.Context, s sdk.Stack) error {
 	t.call()
 	if err := s.CheckValid(); err != nil {
 		t.c.BadRefs++
+	}
+	if t.nocheck {
+		t.c.Stacks++
+		t.c.StackSum += hash(s.Cookie, s.Frames)
+		return nil
 	}
 	if t.done[s.Cookie] {
 		t.c.DupStacks++
@@ -201,7 +229,16 @@ func main() {
 	if v, err := strconv.ParseUint(env("PROTO"), 10, 32); err == nil {
 		sdk.Handshake.ProtocolVersion = uint(v) // a plugin built for another protocol version
 	}
-	t := &tracer{done: map[uint64]bool{}, hang: env("HANG") != ""}
+	if f := env("CPUPROFILE"); f != "" { // profile the plugin side of a benchmark
+		w, err := os.Create(f)
+		if err == nil && pprof.StartCPUProfile(w) == nil {
+			defer func() {
+				pprof.StopCPUProfile()
+				w.Close()
+			}()
+		}
+	}
+	t := &tracer{done: map[uint64]bool{}, hang: env("HANG") != "", latency: env("LATENCY") != "", nocheck: env("NOCHECK") != ""}
 	t.slow, _ = time.ParseDuration(env("SLOW"))
 	t.panicAt, _ = strconv.ParseUint(env("PANIC_AFTER"), 10, 64)
 	sdk.Serve(t)

@@ -10,9 +10,11 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime/pprof"
 
 	"google.golang.org/grpc"
 
+	"github.com/unwindd/unwindd/sdk"
 	pluginpb "github.com/unwindd/unwindd/sdk/proto"
 )
 
@@ -45,7 +47,16 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	s := grpc.NewServer()
+	if f := os.Getenv("UNWINDD_BENCH_RAW_CPUPROFILE"); f != "" { // profile the server side of the baseline
+		w, err := os.Create(f)
+		if err == nil && pprof.StartCPUProfile(w) == nil {
+			defer func() {
+				pprof.StopCPUProfile()
+				w.Close()
+			}()
+		}
+	}
+	s := grpc.NewServer(sdk.ServerOptions()...)
 	pluginpb.RegisterTracerServer(s, server{})
 	go func() {
 		io.Copy(io.Discard, os.Stdin)
@@ -54,6 +65,5 @@ func main() {
 	fmt.Println("ready")
 	if err := s.Serve(l); err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
 	}
 }
