@@ -4,6 +4,8 @@
 GO      ?= go
 BIN     := bin
 UNWINDD := $(BIN)/unwindd
+# The perf plugin, beside unwindd, where `unwindd replay` looks for it.
+PERFPLUGIN := $(BIN)/unwindd-plugin-perf
 DEMO    := $(BIN)/demo
 # Debian packages the build and the tests use: gcc builds the C test targets
 # and the demo, gdb and perf are oracles (backtraces; perf.data and perf
@@ -36,6 +38,9 @@ deps:
 
 build:
 	$(GO) build -o $(UNWINDD) ./cmd/unwindd
+ifneq ($(wildcard plugins/perf),)
+	$(GO) build -o $(PERFPLUGIN) ./plugins/perf
+endif
 
 $(DEMO): testdata/demo/demo.c | deps
 	@mkdir -p $(BIN)
@@ -43,10 +48,17 @@ $(DEMO): testdata/demo/demo.c | deps
 
 # The main job until live tracing lands: start the demo (four threads, each
 # deep in a call chain), stop every thread with ptrace after 300 ms, walk each
-# user stack from live memory, print it, detach, end the demo.
+# user stack from live memory, print it, detach, end the demo. Then record the
+# demo for a second with perf (user registers and stack copies), replay the
+# recording through the host into the perf plugin, and list what it wrote.
 run: deps build $(DEMO)
 	@echo "== unwindd stack --after 300ms -- $(DEMO)"
 	$(UNWINDD) stack --after 300ms -- $(DEMO)
+	@echo "== perf record -e cpu-clock -F 999 --call-graph dwarf -o $(BIN)/demo.perf.data -- $(DEMO) 1000"
+	perf record -q -e cpu-clock -F 999 --call-graph dwarf -o $(BIN)/demo.perf.data -- $(DEMO) 1000
+	@echo "== unwindd replay --out $(BIN)/out $(BIN)/demo.perf.data"
+	$(UNWINDD) replay --out $(BIN)/out $(BIN)/demo.perf.data
+	ls -l $(BIN)/out
 
 vet:
 	$(GO) vet ./...
