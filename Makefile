@@ -82,6 +82,7 @@ fuzz:
 bench:
 	$(GO) test -run '^$$' -bench 'AtomicOr|Request|Entry' -benchmem -count 5 ./host/deferred/
 	$(GO) test -run '^$$' -bench 'Unwind' -benchmem -count 5 ./arch/x86_64/
+	$(GO) test -run '^$$' -bench 'Deliver|RawGRPC|Startup|Latency' -benchmem -count 3 ./host/pluginhost/
 
 # Regenerates sdk/proto from plugin.proto; the output is committed.
 generate:
