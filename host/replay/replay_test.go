@@ -109,7 +109,7 @@ func perfScript(t *testing.T, perf, data string) map[string][]string {
 		switch {
 		case len(f) == 0:
 			key = ""
-		case !strings.HasPrefix(line, "\t") && !strings.HasPrefix(line, " "):
+		case !strings.HasPrefix(line, "\t"): // a sample's header; perf pads a short tid with spaces
 			if len(f) >= 2 {
 				key = f[0] + " " + strings.TrimSuffix(f[1], ":")
 				got[key] = nil
