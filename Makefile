@@ -23,7 +23,7 @@ PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 TOOLS   := $(CURDIR)/$(BIN)/tools
 
-.PHONY: all build run test vet deps fuzz bench clean generate
+.PHONY: all build run test vet deps fuzz bench bench-replay clean generate
 
 all: build
 
@@ -83,6 +83,12 @@ bench:
 	$(GO) test -run '^$$' -bench 'AtomicOr|Request|Entry' -benchmem -count 5 ./host/deferred/
 	$(GO) test -run '^$$' -bench 'Unwind' -benchmem -count 5 ./arch/x86_64/
 	$(GO) test -run '^$$' -bench 'Deliver|RawGRPC|Startup|Latency' -benchmem -count 3 ./host/pluginhost/
+
+# `unwindd replay` beside `perf script` on the same recordings of the demo
+# (~100 and >= 50,000 samples, 8 KiB stacks): steady-state samples/s of both,
+# start-up, peak RSS. KEEP=1 keeps the files (/tmp/unwindd-bench-replay).
+bench-replay: deps
+	scripts/bench-replay.sh
 
 # Regenerates sdk/proto from plugin.proto; the output is committed.
 generate:

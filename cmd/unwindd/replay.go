@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -24,8 +25,9 @@ const perfPluginName = "unwindd-plugin-perf"
 const progressMin = 64 << 20
 
 type replayOptions struct {
-	out     string
-	plugins []string
+	out        string
+	plugins    []string
+	cpuprofile string
 }
 
 func newReplayCmd(a *app) *cobra.Command {
@@ -61,6 +63,8 @@ unwindd executable), or those given with --plugin. Each gets the config
 	f := cmd.Flags()
 	f.StringVar(&o.out, "out", "unwindd-out", "directory the plugins write their output to")
 	f.StringArrayVar(&o.plugins, "plugin", nil, "a plugin binary to replay into instead of the perf plugin (repeatable)")
+	f.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the replay to this file (for go tool pprof)")
+	_ = f.MarkHidden("cpuprofile")
 	return cmd
 }
 
@@ -84,6 +88,17 @@ func runReplay(cmd *cobra.Command, a *app, o replayOptions, path string) error {
 	if st.Size() >= progressMin && isTerminal(a.stderr) {
 		prog = &progress{w: a.stderr}
 		ro.Progress = prog.update
+	}
+	if o.cpuprofile != "" {
+		pf, err := os.Create(o.cpuprofile)
+		if err != nil {
+			return fmt.Errorf("replay: %w", err)
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return fmt.Errorf("replay: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	sum, err := replay.Run(cmd.Context(), path, ro, a.log)
 	prog.done()
