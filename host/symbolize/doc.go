@@ -9,6 +9,19 @@
 // executables alike: address → file offset (from the mapping) → virtual
 // address (from the segment holding that offset) → symbol.
 //
+// A Go executable linked with -s (no .symtab) still carries its pclntab,
+// the table the Go runtime names its own functions from: when no .symtab is
+// found, neither in the file nor in a debug file, the functions of its
+// .gopclntab section are read with debug/gosym. .symtab stays first where
+// there is one, because the two name the same functions at the same
+// addresses (closures as main.main.func1, methods as main.(*T).M; for an
+// inlined call, both name only the function it was inlined into) and
+// .symtab's spelling is the one perf and other ELF tools print: assembly
+// functions end in ".abi0" there, and not in the pclntab, as in Go's own
+// tracebacks. Only executables the Go linker links itself are read
+// this way: in one linked externally (cgo), stripped, nothing tells where
+// the pclntab's function offsets start (see [NewTable]).
+//
 // A [Symbolizer] also reads the separate debug file of a mapped file when one
 // is installed under /usr/lib/debug/.build-id/ (found by the GNU build-id,
 // [BuildID]), as gdb does: that is where Debian keeps the .symtab of its
@@ -22,6 +35,6 @@
 // memory, [vdso], an address between symbols. Errors mean the file could not
 // be opened or parsed. Files are opened by the path in the mapping, in the
 // caller's mount namespace; debug/elf trusts its input, so only local,
-// mapped files are meant to be read. Go's pclntab, DWARF line tables and
-// debuginfod are left for later.
+// mapped files are meant to be read. DWARF line tables (and so inlined
+// frames) and debuginfod are left for later.
 package symbolize

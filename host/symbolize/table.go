@@ -3,6 +3,7 @@ package symbolize
 import (
 	"cmp"
 	"debug/elf"
+	"debug/gosym"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -44,7 +45,10 @@ type Table struct {
 // NewTable reads the function symbols (STT_FUNC and STT_GNU_IFUNC, defined)
 // of .symtab and .dynsym, and the PT_LOAD segments, of the ELF file r, and
 // the symbols of its separate debug files, if given (the .debug files that
-// distributions ship apart, with the .symtab that r was stripped of). A file
+// distributions ship apart, with the .symtab that r was stripped of). When
+// neither r nor a debug file has a .symtab but r has a .gopclntab (a Go
+// binary linked with -s), the functions of the Go pclntab are read too
+// (debug/gosym), under the names the Go linker gives them in .symtab. A file
 // with no symbol table at all gives an empty Table, not an error.
 func NewTable(r io.ReaderAt, debug ...io.ReaderAt) (*Table, error) {
 	f, err := elf.NewFile(r)
@@ -61,6 +65,7 @@ func NewTable(r io.ReaderAt, debug ...io.ReaderAt) (*Table, error) {
 	if err != nil {
 		return nil, err
 	}
+	hasSymtab := f.Section(".symtab") != nil
 	for i, d := range debug {
 		df, err := elf.NewFile(d)
 		if err != nil {
@@ -69,6 +74,14 @@ func NewTable(r io.ReaderAt, debug ...io.ReaderAt) (*Table, error) {
 		more, err := functions(df)
 		if err != nil {
 			return nil, fmt.Errorf("symbolize: debug file %d: %w", i, err)
+		}
+		cands = append(cands, more...)
+		hasSymtab = hasSymtab || df.Section(".symtab") != nil
+	}
+	if !hasSymtab {
+		more, err := goFunctions(f)
+		if err != nil {
+			return nil, err
 		}
 		cands = append(cands, more...)
 	}
@@ -133,6 +146,48 @@ func functions(f *elf.File) ([]cand, error) {
 			}
 			cands = append(cands, c)
 		}
+	}
+	return cands, nil
+}
+
+// goFunctions returns the functions of the Go pclntab of f (section
+// .gopclntab), or none when f has no such section or its functions cannot
+// be placed. Their entries and ends are virtual addresses, as ELF symbols'
+// are.
+//
+// The pclntab gives function entries as offsets from runtime.text, which
+// only the Go linker's own layout puts at the start of .text; an external
+// linker (cgo) puts C code first, and runtime.text is then known only from
+// .symtab, or from the moduledata at run time. So the table is used only if
+// it places a function exactly at the ELF entry point, as it does for
+// executables the Go linker links itself (_rt0_amd64_linux), PIE or not:
+// no names are better than names shifted onto the wrong functions.
+//
+// debug/gosym, like debug/elf, trusts its input: a damaged pclntab may
+// make it panic. Only local, mapped files are read (see the package doc).
+func goFunctions(f *elf.File) ([]cand, error) {
+	pcln, text := f.Section(".gopclntab"), f.Section(".text")
+	if pcln == nil || text == nil || pcln.Type == elf.SHT_NOBITS || f.Entry == 0 {
+		return nil, nil
+	}
+	data, err := pcln.Data()
+	if err != nil {
+		return nil, fmt.Errorf("symbolize: read .gopclntab: %w", err)
+	}
+	tab, err := gosym.NewTable(nil, gosym.NewLineTable(data, text.Addr))
+	if err != nil {
+		return nil, fmt.Errorf("symbolize: parse .gopclntab: %w", err)
+	}
+	if fn := tab.PCToFunc(f.Entry); fn == nil || fn.Entry != f.Entry {
+		return nil, nil // runtime.text is not where .text starts
+	}
+	cands := make([]cand, 0, len(tab.Funcs))
+	for _, fn := range tab.Funcs {
+		if fn.Sym == nil || fn.Name == "" || fn.Entry == 0 || fn.End <= fn.Entry {
+			continue
+		}
+		s := elf.Symbol{Name: fn.Name, Info: elf.ST_INFO(elf.STB_GLOBAL, elf.STT_FUNC), Value: fn.Entry, Size: fn.End - fn.Entry}
+		cands = append(cands, cand{Symbol: s, rank: rank(s)})
 	}
 	return cands, nil
 }
