@@ -17,7 +17,11 @@
 //
 // A sample's user stack copy ([Sample.Stack]), RAW payload and the record
 // bytes are not copied: they alias the file's memory, which stays valid
-// until [File.Close]. Registers are kept as perf wrote them (ABI word and
+// until [File.Close]. A [Reader] of a mapped file gives the pages it has
+// read past back to the kernel as it goes (every 16 MiB, below the oldest
+// record it still holds or delivered last), so that resident memory does
+// not grow with the file; a released page that is touched again is read
+// back from the file. Registers are kept as perf wrote them (ABI word and
 // values in mask order) for arch/x86_64.DecodePerfRegs. Tracepoint payloads
 // are decoded with the event's [EventFormat] ([Field.Uint], [Field.Text]),
 // taken from the file's tracing data, or parsed by [ParseFormat] from a
@@ -37,7 +41,8 @@
 // The input is untrusted: every length in the file is checked against what
 // is left before it is used or allocated, nothing panics on bad input, and
 // FuzzPerfData checks this. Memory use is bounded by the input's size plus
-// the records held for time ordering.
+// the records held for time ordering; for a mapped file, resident memory is
+// bounded by the span of the records held for time ordering plus 32 MiB.
 //
 // # Concurrency
 //

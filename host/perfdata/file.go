@@ -141,6 +141,14 @@ type File struct {
 	start    int64  // first record
 	end      int64  // end of the records (data section end, or len(data))
 	idToAttr map[uint64]int
+	step     int64 // bytes between releases of the mapping's pages; 0: releaseStep
+}
+
+func (f *File) releaseStep() int64 {
+	if f.step > 0 {
+		return f.step
+	}
+	return releaseStep
 }
 
 // Open opens the perf.data file (or pipe-mode stream saved to a file) at
@@ -174,6 +182,11 @@ func Open(path string) (*File, error) {
 		return nil, err
 	}
 	f.unmap = mapped
+	if f.Pipe && mapped != nil {
+		// Reading a pipe-mode header walked every record: give the pages
+		// back, to be read again as the records are (see Reader.release).
+		unix.Madvise(mapped, unix.MADV_DONTNEED)
+	}
 	return f, nil
 }
 

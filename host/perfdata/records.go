@@ -5,6 +5,8 @@ import (
 	"io"
 	"math/bits"
 	"os"
+
+	"golang.org/x/sys/unix"
 )
 
 // Ident is the identity of a record: the sample_id fields of a SAMPLE, or
@@ -158,7 +160,16 @@ type Reader struct {
 	scratch Record
 	strs    map[string]string
 	stats   Stats
+
+	// Releasing the mapping behind the reader (see release).
+	lastOff     int64 // offset of the record delivered last; -1 before the first
+	released    int64 // the mapping's pages below this offset were released
+	nextRelease int64 // pos at which to try again
 }
+
+// releaseStep is how far a [Reader] reads between two releases of the
+// mapped pages it has left behind: large, so that madvise calls are rare.
+const releaseStep = 16 << 20
 
 type queued struct {
 	time uint64
@@ -174,13 +185,14 @@ type queued struct {
 // which perf's synthesized records have) and perf's own records come out
 // when they are read, as perf delivers them.
 func (f *File) Records() *Reader {
-	return &Reader{f: f, pos: f.start, strs: make(map[string]string)}
+	return &Reader{f: f, pos: f.start, strs: make(map[string]string), lastOff: -1, nextRelease: f.start + f.releaseStep()}
 }
 
 // Reset rewinds r to the first record, as if just returned by
 // [File.Records], keeping its buffers (and its Stats, which keep counting).
 func (r *Reader) Reset() {
-	*r = Reader{f: r.f, pos: r.f.start, queue: r.queue[:0], scratch: r.scratch, strs: r.strs, stats: r.stats}
+	*r = Reader{f: r.f, pos: r.f.start, queue: r.queue[:0], scratch: r.scratch, strs: r.strs, stats: r.stats,
+		lastOff: -1, nextRelease: r.f.start + r.f.releaseStep()}
 }
 
 // Stats returns the counts so far.
@@ -190,8 +202,10 @@ func (r *Reader) Stats() Stats { return r.stats }
 // last record, and a [*FormatError] for bad data after all records that
 // precede it in the file; errors are sticky. The byte slices of rec alias
 // the file's memory and stay valid after the next call (until
-// [File.Close], after which ReadInto returns os.ErrClosed); the slices of integers (Sample.Callchain, Sample.Regs,
-// Sample.RegsIntr) are overwritten by it.
+// [File.Close], after which ReadInto returns os.ErrClosed; for a mapped
+// file, the reader releases the pages it has passed, and a slice kept past
+// them is read back from the file when touched); the slices of integers
+// (Sample.Callchain, Sample.Regs, Sample.RegsIntr) are overwritten by it.
 func (r *Reader) ReadInto(rec *Record) error {
 	if r.f.closed {
 		return os.ErrClosed
@@ -205,6 +219,7 @@ func (r *Reader) ReadInto(rec *Record) error {
 					return err
 				}
 				r.lastFlush = q.time
+				r.lastOff = q.off
 				r.stats.Records++
 				return nil
 			}
@@ -227,6 +242,9 @@ func (r *Reader) ReadInto(rec *Record) error {
 		}
 		off := r.pos
 		r.pos += int64(h.size) + h.extra
+		if r.pos >= r.nextRelease {
+			r.release()
+		}
 		if !h.typ.known() {
 			r.stats.Unknown++
 			continue
@@ -238,6 +256,7 @@ func (r *Reader) ReadInto(rec *Record) error {
 				continue
 			}
 			r.fill(rec, off, h, -1)
+			r.lastOff = off
 			if h.typ == RecordFinishedRound {
 				r.round()
 			}
@@ -258,12 +277,46 @@ func (r *Reader) ReadInto(rec *Record) error {
 		t, hasTime := r.scratch.Time()
 		if !hasTime || t == 0 || t == ^uint64(0) {
 			r.decode(rec, off, ai)
+			r.lastOff = off
 			r.stats.Records++
 			return nil
 		}
 		r.push(queued{time: t, off: off, attr: int32(ai)})
 	}
 }
+
+// release gives back to the kernel the pages of a mapped file below the
+// lowest offset the reader may still use: the record delivered last, the
+// records queued for time ordering, and what it has not read yet. Pages
+// are released a step (releaseStep) at a time, with
+// madvise(MADV_DONTNEED): resident set size stays bounded by the step and
+// the ordering window instead of growing to the file's size. The mapping
+// is read-only and backed by the file, so a released page that is touched
+// again (a record slice the caller kept, another Reader of the same File)
+// is read back from the file: released memory stays valid, as ReadInto
+// promises, until File.Close.
+func (r *Reader) release() {
+	step := r.f.releaseStep()
+	r.nextRelease = r.pos + step
+	m := r.f.unmap
+	if m == nil {
+		return
+	}
+	low := r.pos
+	if r.lastOff >= 0 {
+		low = min(low, r.lastOff)
+	}
+	for i := range r.queue {
+		low = min(low, r.queue[i].off)
+	}
+	if end := low &^ int64(pageSize-1); end-r.released >= step && end <= int64(len(m)) {
+		if unix.Madvise(m[r.released:end], unix.MADV_DONTNEED) == nil {
+			r.released = end
+		}
+	}
+}
+
+var pageSize = unix.Getpagesize()
 
 // round applies FINISHED_ROUND: deliver up to the previous round's newest
 // time, and remember this round's.

@@ -19,29 +19,71 @@ import (
 // comm's spaces become underscores, as stackcollapse-perf.pl does, and ";"
 // inside a name becomes ":" so that it cannot split a frame. A sample
 // without a stack is the comm alone.
+//
+// Counts are kept per (distinct folded stack, comm) and joined into lines
+// when written; the folded form of a stack is made once per distinct stack.
 type foldedBuilder struct {
-	counts map[string]uint64
-	buf    strings.Builder // scratch
+	counts  map[foldedKey]uint64
+	ids     map[string]uint32 // distinct folded stacks, numbered from 1
+	suffix  []string          // suffix[id-1] is the folded stack of id
+	comms   map[string]string // comm → its folded form
+	stacks  *stackTable       // shared with the other outputs by the tracer
+	lastRaw string            // the comm folded last, and its folded form
+	lastOut string
+	buf     strings.Builder // scratch
+}
+
+// foldedKey is one line of the output before its comm is folded.
+type foldedKey struct {
+	stack uint32 // in ids
+	comm  string // folded
 }
 
 func newFoldedBuilder() *foldedBuilder {
-	return &foldedBuilder{counts: make(map[string]uint64)}
+	return &foldedBuilder{counts: make(map[foldedKey]uint64), ids: make(map[string]uint32), comms: make(map[string]string), stacks: newStackTable()}
 }
 
 func (b *foldedBuilder) add(samples []sample, st *sdk.Stack) {
-	var frames []sdk.Frame
-	if st != nil {
-		frames = st.Frames
+	b.addStack(samples, b.stacks.lookupStack(st))
+}
+
+// addStack counts samples with the interned stack si.
+func (b *foldedBuilder) addStack(samples []sample, si *stackInfo) {
+	if !si.foldedSet {
+		b.buf.Reset()
+		for i := len(si.frames) - 1; i >= 0; i-- {
+			b.buf.WriteByte(';')
+			b.buf.WriteString(foldedName(&si.frames[i]))
+		}
+		suffix := b.buf.String()
+		id := b.ids[suffix]
+		if id == 0 {
+			b.suffix = append(b.suffix, suffix)
+			id = uint32(len(b.suffix))
+			b.ids[suffix] = id
+		}
+		si.foldedID, si.foldedSet = id, true
 	}
-	b.buf.Reset()
-	for i := len(frames) - 1; i >= 0; i-- {
-		b.buf.WriteByte(';')
-		b.buf.WriteString(foldedName(&frames[i]))
-	}
-	suffix := b.buf.String()
 	for i := range samples {
-		b.counts[foldedComm(&samples[i])+suffix]++
+		b.counts[foldedKey{stack: si.foldedID, comm: b.comm(&samples[i])}]++
 	}
+}
+
+// comm is foldedComm(s), remembered per comm.
+func (b *foldedBuilder) comm(s *sample) string {
+	if s.Comm == "" {
+		return foldedComm(s) // ":tid"
+	}
+	if s.Comm == b.lastRaw && b.lastOut != "" {
+		return b.lastOut
+	}
+	out, ok := b.comms[s.Comm]
+	if !ok {
+		out = foldedComm(s)
+		b.comms[s.Comm] = out
+	}
+	b.lastRaw, b.lastOut = s.Comm, out
+	return out
 }
 
 // The replacements that keep names from breaking a folded line.
@@ -66,10 +108,15 @@ func foldedComm(s *sample) string {
 	return foldedCommName.Replace(scriptComm(s))
 }
 
-// WriteTo writes the folded stacks sorted by stack, one per line.
+// WriteTo writes the folded stacks sorted by stack, one per line. Keys
+// whose comms fold to the same name are one line.
 func (b *foldedBuilder) WriteTo(w io.Writer) (int64, error) {
-	keys := make([]string, 0, len(b.counts))
-	for k := range b.counts {
+	lines := make(map[string]uint64, len(b.counts))
+	for k, n := range b.counts {
+		lines[k.comm+b.suffix[k.stack-1]] += n
+	}
+	keys := make([]string, 0, len(lines))
+	for k := range lines {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
@@ -77,7 +124,7 @@ func (b *foldedBuilder) WriteTo(w io.Writer) (int64, error) {
 	var n int64
 	var num []byte
 	for _, k := range keys {
-		num = strconv.AppendUint(append(num[:0], ' '), b.counts[k], 10)
+		num = strconv.AppendUint(append(num[:0], ' '), lines[k], 10)
 		num = append(num, '\n')
 		m, _ := bw.WriteString(k)
 		n += int64(m)

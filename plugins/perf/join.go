@@ -36,11 +36,12 @@ type joinStats struct {
 // pendingEntry is the samples of one kernel entry waiting for its stack.
 type pendingEntry struct {
 	samples []sample
-	gen     uint64 // tells this entry from an older one of the same cookie in the queue
+	gen     uint64 // tells this entry from an older use of it in the queue; 0 once released
 }
 
 // queued is one entry of the joiner's arrival queue.
 type queued struct {
+	e      *pendingEntry
 	cookie uint64
 	gen    uint64
 	first  uint64 // the entry's first sample time
@@ -66,6 +67,9 @@ type joiner struct {
 	gen     uint64
 	now     uint64 // newest event time seen
 	stats   joinStats
+
+	free []*pendingEntry // released entries, for reuse
+	one  [1]sample       // scratch: a sample released alone
 }
 
 func newJoiner(maxPending int, maxWait uint64, out sink) *joiner {
@@ -80,15 +84,22 @@ func (j *joiner) add(cookie uint64, s sample) {
 	if cookie == 0 {
 		j.stats.NoCookie++
 		j.stats.Unjoined++
-		j.out([]sample{s}, nil)
+		j.one[0] = s
+		j.out(j.one[:], nil)
+		j.one[0] = sample{}
 		return
 	}
 	e := j.pending[cookie]
 	if e == nil {
 		j.gen++
-		e = &pendingEntry{gen: j.gen}
+		if n := len(j.free); n > 0 {
+			e, j.free = j.free[n-1], j.free[:n-1]
+			e.gen = j.gen
+		} else {
+			e = &pendingEntry{gen: j.gen}
+		}
 		j.pending[cookie] = e
-		j.queue = append(j.queue, queued{cookie: cookie, gen: e.gen, first: s.Time})
+		j.queue = append(j.queue, queued{e: e, cookie: cookie, gen: e.gen, first: s.Time})
 	}
 	e.samples = append(e.samples, s)
 	j.stats.Pending++
@@ -108,7 +119,19 @@ func (j *joiner) stack(st *sdk.Stack) {
 	j.stats.Pending -= len(e.samples)
 	j.stats.Joined += uint64(len(e.samples))
 	j.out(e.samples, st)
+	j.recycle(e)
 	j.evict()
+}
+
+// recycle keeps e, released and out of the map, for a later entry.
+func (j *joiner) recycle(e *pendingEntry) {
+	e.gen = 0
+	if cap(e.samples) > 64 || len(j.free) >= 1024 {
+		return // let an unusually large or surplus entry go
+	}
+	clear(e.samples)
+	e.samples = e.samples[:0]
+	j.free = append(j.free, e)
 }
 
 // lost drops the samples waiting for the named cookies.
@@ -118,6 +141,7 @@ func (j *joiner) lost(cookies []uint64) {
 			delete(j.pending, c)
 			j.stats.Pending -= len(e.samples)
 			j.stats.Lost += uint64(len(e.samples))
+			j.recycle(e)
 		}
 	}
 }
@@ -130,6 +154,7 @@ func (j *joiner) flush() {
 		if e := j.live(q); e != nil {
 			j.release(q.cookie, e)
 			j.stats.AtClose += uint64(len(e.samples))
+			j.recycle(e)
 		}
 	}
 	j.queue, j.head = j.queue[:0], 0
@@ -141,10 +166,11 @@ func (j *joiner) advance(t uint64) {
 	}
 }
 
-// live returns q's entry if it is still waiting.
+// live returns q's entry if it is still waiting: an entry leaving the map
+// gets gen 0, and a reused one a new gen.
 func (j *joiner) live(q queued) *pendingEntry {
-	if e := j.pending[q.cookie]; e != nil && e.gen == q.gen {
-		return e
+	if q.e.gen == q.gen {
+		return q.e
 	}
 	return nil
 }
@@ -170,6 +196,7 @@ func (j *joiner) evict() {
 		if e != nil {
 			j.release(q.cookie, e)
 			j.stats.Evicted += uint64(len(e.samples))
+			j.recycle(e)
 		}
 		j.queue[j.head] = queued{}
 		j.head++

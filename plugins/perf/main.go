@@ -90,6 +90,8 @@ type tracer struct {
 	folded    *foldedBuilder
 	script    *scriptWriter
 	scriptTmp *os.File
+	stacks    *stackTable // the distinct stacks, shared by the outputs
+	cur       sdk.Stack   // the stack being joined (kept here so that it does not escape per call)
 	counts    counts
 }
 
@@ -152,10 +154,13 @@ func (t *tracer) start(cfg config) error {
 	t.prof = newProfileBuilder(cfg.Hz)
 	t.folded = newFoldedBuilder()
 	t.script = newScriptWriter(f, wait, cfg.MaxPending)
+	t.stacks = newStackTable()
+	t.prof.stacks, t.folded.stacks, t.script.stacks = t.stacks, t.stacks, t.stacks
 	t.joiner = newJoiner(cfg.MaxPending, wait, func(samples []sample, st *sdk.Stack) {
-		t.prof.add(samples, st)
-		t.folded.add(samples, st)
-		t.script.add(samples, st)
+		si := t.stacks.lookupStack(st)
+		t.prof.addStack(samples, si)
+		t.folded.addStack(samples, si)
+		t.script.addStack(samples, si)
 	})
 	t.started = true
 	return nil
@@ -194,7 +199,9 @@ func (t *tracer) Stack(_ context.Context, s sdk.Stack) error {
 	if !t.started || t.closed {
 		return nil
 	}
-	t.joiner.stack(&s)
+	t.cur = s
+	t.joiner.stack(&t.cur)
+	t.cur = sdk.Stack{}
 	return nil
 }
 

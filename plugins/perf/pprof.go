@@ -29,12 +29,22 @@ type profileBuilder struct {
 	byPtr     map[*sdk.Mapping]*profile.Mapping // the SDK shares Mapping values between frames
 	locations map[locationKey]*profile.Location
 	functions map[string]*profile.Function
-	samples   map[string]*profile.Sample
-	firstTime uint64 // event clock of the first sample, 0 before it
+	samples   map[sampleKey]*profile.Sample
+	stacks    *stackTable       // shared with the other outputs by the tracer
+	locStacks map[string]uint32 // distinct location sequences, numbered from 1
+	firstTime uint64            // event clock of the first sample, 0 before it
 	lastTime  uint64
 
-	locs []*profile.Location // scratch
-	key  []byte              // scratch
+	key []byte // scratch
+}
+
+// sampleKey is what makes a pprof Sample distinct: its locations (as the
+// number of their sequence in locStacks, so that two stacks with the same
+// locations are one Sample), task and comm.
+type sampleKey struct {
+	locs     uint32
+	pid, tid int32
+	comm     string
 }
 
 type mappingKey struct {
@@ -60,53 +70,61 @@ func newProfileBuilder(hz uint32) *profileBuilder {
 		byPtr:     make(map[*sdk.Mapping]*profile.Mapping),
 		locations: make(map[locationKey]*profile.Location),
 		functions: make(map[string]*profile.Function),
-		samples:   make(map[string]*profile.Sample),
+		samples:   make(map[sampleKey]*profile.Sample),
+		stacks:    newStackTable(),
+		locStacks: make(map[string]uint32),
 	}
 }
 
 // add counts samples with the stack st (nil: a sample without a stack,
 // which gets no locations).
 func (b *profileBuilder) add(samples []sample, st *sdk.Stack) {
-	b.locs = b.locs[:0]
-	if st != nil {
-		for i := range st.Frames {
-			b.locs = append(b.locs, b.location(&st.Frames[i], i == 0))
+	b.addStack(samples, b.stacks.lookupStack(st))
+}
+
+// addStack counts samples with the interned stack si. Its locations are
+// found once per distinct stack; a sample costs one map lookup.
+func (b *profileBuilder) addStack(samples []sample, si *stackInfo) {
+	if !si.locsSet {
+		si.locs = make([]*profile.Location, len(si.frames))
+		key := b.key[:0]
+		for i := range si.frames {
+			si.locs[i] = b.location(&si.frames[i], i == 0)
+			key = binary.AppendUvarint(key, si.locs[i].ID)
 		}
+		id := b.locStacks[string(key)]
+		if id == 0 {
+			id = uint32(len(b.locStacks) + 1)
+			b.locStacks[string(key)] = id
+		}
+		si.pprofID, si.locsSet = id, true
+		b.key = key
 	}
-	stackKey := b.key[:0]
-	for _, l := range b.locs {
-		stackKey = binary.AppendUvarint(stackKey, l.ID)
-	}
-	stackKey = append(stackKey, 0) // location ids are never 0: ends the stack
 	for i := range samples {
 		s := &samples[i]
 		if b.firstTime == 0 || s.Time < b.firstTime {
 			b.firstTime = s.Time
 		}
 		b.lastTime = max(b.lastTime, s.Time)
-		key := binary.AppendVarint(stackKey, int64(s.PID))
-		key = binary.AppendVarint(key, int64(s.TID))
-		key = append(key, s.Comm...)
 		period := int64(s.Period)
 		if period <= 0 {
 			period = b.period
 		}
-		if ps := b.samples[string(key)]; ps != nil {
+		k := sampleKey{locs: si.pprofID, pid: s.PID, tid: s.TID, comm: s.Comm}
+		if ps := b.samples[k]; ps != nil {
 			ps.Value[0]++
 			ps.Value[1] += period
 		} else {
 			ps = &profile.Sample{
-				Location: append([]*profile.Location(nil), b.locs...),
+				Location: si.locs,
 				Value:    []int64{1, period},
 				Label:    map[string][]string{"comm": {s.Comm}},
 				NumLabel: map[string][]int64{"pid": {int64(s.PID)}, "tid": {int64(s.TID)}},
 			}
-			b.samples[string(key)] = ps
+			b.samples[k] = ps
 			b.p.Sample = append(b.p.Sample, ps)
 		}
-		stackKey = key[:len(stackKey)]
 	}
-	b.key = stackKey
 }
 
 // location returns the Location of f, making it (and its Mapping and

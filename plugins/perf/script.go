@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"container/heap"
 	"io"
 	"strconv"
 
@@ -13,12 +12,16 @@ import (
 // callchains (perf record -a -g; see appendScript), in sample time order.
 //
 // Samples come out of the joiner in the order their stacks arrive, which is
-// nearly but not exactly time order, so records wait in a small heap: a
-// record is written once the newest sample time seen is more than window
-// past it, or when more than maxHeld records wait (then the oldest goes).
-// The joiner releases every sample within its max_wait of sample time, so
-// with window equal to it the file is in time order unless maxHeld forced a
-// record out early.
+// nearly but not exactly time order, so records wait: a record is written
+// once the newest sample time seen is more than window past it, or when
+// more than maxHeld records wait (then the oldest goes). The joiner releases
+// every sample within its max_wait of sample time, so with window equal to
+// it the file is in time order unless maxHeld forced a record out early.
+//
+// Records that arrive in order (no earlier than the last one queued in
+// order), which is nearly all of them, wait in a FIFO; the others in a
+// heap; the next record out is the older of the two heads (time, then
+// arrival). A stack's frame lines are formatted once per distinct stack.
 //
 // A scriptWriter is not safe for concurrent use. Write errors are sticky:
 // the first one is returned by flush.
@@ -26,52 +29,107 @@ type scriptWriter struct {
 	w       *bufio.Writer
 	window  uint64
 	maxHeld int
-	held    recordHeap
+	fifo    []record // in order from fifo[head]
+	head    int
+	held    recordHeap // the records that came out of order
 	seq     uint64
 	newest  uint64
-	buf     []byte
+	stacks  *stackTable // shared with the other outputs by the tracer
 	err     error
 }
 
-// record is one sample and its stack's frames (shared, read-only).
+// record is one sample and its stack: si's cached frame lines, or (si nil)
+// frames, formatted when written.
 type record struct {
 	sample
 	frames []sdk.Frame
+	si     *stackInfo
 	seq    uint64 // ties on time keep arrival order
 }
 
+func (r *record) before(o *record) bool {
+	return r.Time < o.Time || r.Time == o.Time && r.seq < o.seq
+}
+
 func newScriptWriter(w io.Writer, window uint64, maxHeld int) *scriptWriter {
-	return &scriptWriter{w: bufio.NewWriterSize(w, 64<<10), window: window, maxHeld: maxHeld}
+	return &scriptWriter{w: bufio.NewWriterSize(w, 256<<10), window: window, maxHeld: maxHeld, stacks: newStackTable()}
 }
 
 func (sw *scriptWriter) add(samples []sample, st *sdk.Stack) {
-	var frames []sdk.Frame
-	if st != nil {
-		frames = st.Frames
+	sw.addStack(samples, sw.stacks.lookupStack(st))
+}
+
+// addStack queues samples with the interned stack si and writes what is
+// due.
+func (sw *scriptWriter) addStack(samples []sample, si *stackInfo) {
+	if !si.scriptSet {
+		si.script = appendFrames(nil, si.frames)
+		si.scriptSet = true
 	}
 	for i := range samples {
 		sw.seq++
-		heap.Push(&sw.held, record{sample: samples[i], frames: frames, seq: sw.seq})
+		r := record{sample: samples[i], si: si, seq: sw.seq}
+		if n := len(sw.fifo); n == sw.head || sw.fifo[n-1].Time <= r.Time {
+			sw.fifo = append(sw.fifo, r)
+		} else {
+			sw.held.push(r)
+		}
 		sw.newest = max(sw.newest, samples[i].Time)
 	}
-	for len(sw.held) > 0 && (len(sw.held) > sw.maxHeld || sw.held[0].Time+sw.window < sw.newest) {
-		sw.write(heap.Pop(&sw.held).(record))
+	for {
+		r := sw.oldest()
+		if r == nil || sw.len() <= sw.maxHeld && r.Time+sw.window >= sw.newest {
+			break
+		}
+		sw.writeOldest()
+	}
+	// Keep the FIFO's consumed prefix from growing without bound.
+	if sw.head > 4096 && sw.head > len(sw.fifo)/2 {
+		n := copy(sw.fifo, sw.fifo[sw.head:])
+		clear(sw.fifo[n:])
+		sw.fifo, sw.head = sw.fifo[:n], 0
 	}
 }
 
-func (sw *scriptWriter) write(r record) {
+func (sw *scriptWriter) len() int { return len(sw.fifo) - sw.head + len(sw.held) }
+
+// oldest is the next record to write, or nil.
+func (sw *scriptWriter) oldest() *record {
+	var r *record
+	if sw.head < len(sw.fifo) {
+		r = &sw.fifo[sw.head]
+	}
+	if len(sw.held) > 0 && (r == nil || sw.held[0].before(r)) {
+		r = &sw.held[0]
+	}
+	return r
+}
+
+// writeOldest writes and removes the oldest record; there is one.
+func (sw *scriptWriter) writeOldest() {
+	if sw.head < len(sw.fifo) && (len(sw.held) == 0 || !sw.held[0].before(&sw.fifo[sw.head])) {
+		sw.write(&sw.fifo[sw.head])
+		sw.fifo[sw.head] = record{}
+		sw.head++
+		return
+	}
+	sw.write(&sw.held[0])
+	sw.held.pop()
+}
+
+func (sw *scriptWriter) write(r *record) {
 	if sw.err != nil {
 		return
 	}
-	sw.buf = appendScript(sw.buf[:0], &r)
-	_, sw.err = sw.w.Write(sw.buf)
+	_, sw.err = sw.w.Write(appendScript(sw.w.AvailableBuffer(), r))
 }
 
 // flush writes every held record and flushes the buffer.
 func (sw *scriptWriter) flush() error {
-	for len(sw.held) > 0 {
-		sw.write(heap.Pop(&sw.held).(record))
+	for sw.len() > 0 {
+		sw.writeOldest()
 	}
+	sw.fifo, sw.head = sw.fifo[:0], 0
 	if sw.err != nil {
 		return sw.err
 	}
@@ -92,25 +150,22 @@ func (sw *scriptWriter) flush() error {
 // output shows map-relative ones for user frames; older perf and the issue's
 // example show virtual ones).
 func appendScript(b []byte, r *record) []byte {
-	b = append(b, scriptComm(&r.sample)...)
+	if r.Comm != "" {
+		b = append(b, r.Comm...)
+	} else {
+		b = append(b, ':')
+		b = appendUint(b, absInt(r.TID), r.TID < 0, 0, ' ')
+	}
 	b = append(b, ' ')
-	b = appendPadded(b, strconv.AppendInt(nil, int64(r.TID), 10), 5)
+	b = appendUint(b, absInt(r.TID), r.TID < 0, 5, ' ')
 	b = append(b, " ["...)
-	cpu := strconv.AppendInt(nil, int64(r.CPU), 10)
-	for n := len(cpu); n < 3; n++ {
-		b = append(b, '0')
-	}
-	b = append(b, cpu...)
+	b = appendUint(b, absInt(r.CPU), r.CPU < 0, 3, '0')
 	b = append(b, "] "...)
-	b = appendPadded(b, strconv.AppendUint(nil, r.Time/1e9, 10), 5)
+	b = appendUint(b, r.Time/1e9, false, 5, ' ')
 	b = append(b, '.')
-	us := strconv.AppendUint(nil, r.Time%1e9/1e3, 10)
-	for n := len(us); n < 6; n++ {
-		b = append(b, '0')
-	}
-	b = append(b, us...)
+	b = appendUint(b, r.Time%1e9/1e3, false, 6, '0')
 	b = append(b, ": "...)
-	b = appendPadded(b, strconv.AppendUint(nil, r.Period, 10), 10)
+	b = appendUint(b, r.Period, false, 10, ' ')
 	b = append(b, ' ')
 	name := r.Name
 	if name == "" {
@@ -118,8 +173,18 @@ func appendScript(b []byte, r *record) []byte {
 	}
 	b = append(b, name...)
 	b = append(b, ": \n"...)
-	for i := range r.frames {
-		f := &r.frames[i]
+	if r.si != nil {
+		b = append(b, r.si.script...)
+	} else {
+		b = appendFrames(b, r.frames)
+	}
+	return append(b, '\n')
+}
+
+// appendFrames appends the frame lines of appendScript.
+func appendFrames(b []byte, frames []sdk.Frame) []byte {
+	for i := range frames {
+		f := &frames[i]
 		b = append(b, '\t')
 		b = appendPadded(b, strconv.AppendUint(nil, f.Addr, 16), 16)
 		b = append(b, ' ')
@@ -138,7 +203,40 @@ func appendScript(b []byte, r *record) []byte {
 		}
 		b = append(b, ")\n"...)
 	}
-	return append(b, '\n')
+	return b
+}
+
+func absInt(v int32) uint64 {
+	if v < 0 {
+		return uint64(-int64(v))
+	}
+	return uint64(v)
+}
+
+// appendUint appends v in decimal (after a '-' if neg), right-aligned in a
+// field of width bytes filled with pad, which goes before the sign (as the
+// padding of strconv's output did: a cpu of -1 is "0-1").
+func appendUint(b []byte, v uint64, neg bool, width int, pad byte) []byte {
+	var d [21]byte
+	i := len(d)
+	for v >= 10 {
+		i--
+		d[i] = byte('0' + v%10)
+		v /= 10
+	}
+	i--
+	d[i] = byte('0' + v)
+	n := len(d) - i
+	if neg {
+		n++
+	}
+	for ; n < width; n++ {
+		b = append(b, pad)
+	}
+	if neg {
+		b = append(b, '-')
+	}
+	return append(b, d[i:]...)
 }
 
 // appendPadded appends s right-aligned in a field of width bytes.
@@ -161,19 +259,40 @@ func scriptComm(s *sample) string {
 // recordHeap orders records by time, then arrival.
 type recordHeap []record
 
-func (h recordHeap) Len() int { return len(h) }
-func (h recordHeap) Less(i, j int) bool {
-	if h[i].Time != h[j].Time {
-		return h[i].Time < h[j].Time
+func (h *recordHeap) push(r record) {
+	*h = append(*h, r)
+	q := *h
+	for i := len(q) - 1; i > 0; {
+		p := (i - 1) / 2
+		if !q[i].before(&q[p]) {
+			break
+		}
+		q[i], q[p] = q[p], q[i]
+		i = p
 	}
-	return h[i].seq < h[j].seq
 }
-func (h recordHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *recordHeap) Push(x any)   { *h = append(*h, x.(record)) }
-func (h *recordHeap) Pop() any {
-	old := *h
-	r := old[len(old)-1]
-	old[len(old)-1] = record{}
-	*h = old[:len(old)-1]
-	return r
+
+// pop removes the oldest record.
+func (h *recordHeap) pop() {
+	q := *h
+	n := len(q) - 1
+	q[0] = q[n]
+	q[n] = record{}
+	q = q[:n]
+	for i := 0; ; {
+		l := 2*i + 1
+		if l >= n {
+			break
+		}
+		m := l
+		if r := l + 1; r < n && q[r].before(&q[l]) {
+			m = r
+		}
+		if !q[m].before(&q[i]) {
+			break
+		}
+		q[i], q[m] = q[m], q[i]
+		i = m
+	}
+	*h = q
 }
