@@ -139,20 +139,66 @@ func benchManager(b *testing.B, log *zap.Logger, env ...string) (*Manager, *defe
 // interned ones) and reports the CPU the host process and the plugin
 // process used, in cores. The host's share includes the synthetic source
 // and the engine's unwinding, so it is an upper bound on delivery's.
+//
+// The outbox cases measure delivery alone, from the outbox on, as
+// BenchmarkRawGRPCStream measures its baseline: each op pushes an entry's
+// items (its 4 events, then its stack: the items TestBenchPayloads checks
+// the raw benchmark builds), all built before the timer starts, straight
+// into the plugin's outbox with the push the dispatcher and the engine's
+// callback use. No engine, no dispatcher, no unwinding; the rest (batching,
+// interning, encoding, go-plugin's mTLS gRPC, the sdk's decoding,
+// acknowledgements) is the real stack. steady200k-outbox's host share is
+// delivery's, but for a few stores per entry.
 func BenchmarkDeliver(b *testing.B) {
 	for _, tc := range []struct {
 		name     string
 		distinct bool
-		rate     int // entries per second; 0: as fast as delivery goes
+		rate     int  // entries per second; 0: as fast as delivery goes
+		outbox   bool // push pre-built items into the outbox; no engine, no dispatcher
 	}{
-		{"distinct", true, 0}, {"interned", false, 0},
-		{"steady200k", true, 200_000}, {"steady200k-interned", false, 200_000},
+		{"distinct", true, 0, false}, {"interned", false, 0, false},
+		{"steady200k", true, 200_000, false}, {"steady200k-interned", false, 200_000, false},
+		{"outbox-distinct", true, 0, true}, {"outbox-interned", false, 0, true},
+		{"steady200k-outbox", true, 200_000, true}, {"steady200k-outbox-interned", false, 200_000, true},
 	} {
-		b.Run(tc.name, func(b *testing.B) { benchDeliver(b, tc.distinct, tc.rate) })
+		b.Run(tc.name, func(b *testing.B) { benchDeliver(b, tc.distinct, tc.rate, tc.outbox) })
 	}
 }
 
-func benchDeliver(b *testing.B, distinct bool, rate int) {
+// benchItems builds the items of entries 0..n-1 of a source: per entry its
+// benchEvents events, then its stack, as the dispatcher and the engine's
+// callback queue them for a plugin in mode always (the raw benchmark's
+// items). Every stack is its own (the encoder returns each to stackPool),
+// its frames in one arena; distinct ones stay distinct. Stack times go up
+// by 2µs an entry from now, as the callback's clock would.
+func benchItems(distinct bool, n int) []item {
+	src := newBenchSource(distinct)
+	items := make([]item, 0, n*(benchEvents+1))
+	stacks := make([]stack, n)
+	pcs, types := make([]uint64, n*benchFrames), make([]byte, n*benchFrames)
+	t0 := uint64(time.Now().UnixNano())
+	for i := range n {
+		_, _, p := src.entry(i)
+		cookie := benchCookie(i)
+		for k := range benchEvents {
+			items = append(items, item{kind: itemEvent, pid: 1, tid: 1, cookie: cookie, ev: benchEvent(i, k)})
+		}
+		s := &stacks[i]
+		lo, hi := i*benchFrames, (i+1)*benchFrames
+		s.pcs, s.types = pcs[lo:hi:hi], types[lo:hi:hi]
+		s.cookie, s.pid, s.tid, s.timeNS, s.end = cookie, 1, 1, t0+uint64(i)*2000, x86_64.EndOutermost
+		copy(s.pcs, p)
+		copy(s.types, benchTypes)
+		items = append(items, item{kind: itemStack, pid: 1, tid: 1, cookie: cookie, st: s})
+	}
+	return items
+}
+
+func benchDeliver(b *testing.B, distinct bool, rate int, outbox bool) {
+	var items []item
+	if outbox {
+		items = benchItems(distinct, b.N)
+	}
 	// The plugin decodes everything and counts events and stacks, hashing
 	// every stack's frames, but does not keep a set of every cookie to
 	// check the order of delivery (the delivery tests do).
@@ -179,15 +225,21 @@ func benchDeliver(b *testing.B, distinct bool, rate int) {
 	start := time.Now()
 	host0, plugin0 := selfCPU(b), procCPU(b, pid)
 	for i := range b.N {
-		regs, snap, _ := src.entry(i)
-		if err := tk.Open(eng.Shard(0), regs, snap); err != nil {
-			b.Fatal(err)
+		if outbox {
+			for _, it := range items[i*(benchEvents+1) : (i+1)*(benchEvents+1)] {
+				in.push(it)
+			}
+		} else {
+			regs, snap, _ := src.entry(i)
+			if err := tk.Open(eng.Shard(0), regs, snap); err != nil {
+				b.Fatal(err)
+			}
+			for k := range benchEvents {
+				d.Event(tk, benchEvent(i, k))
+			}
+			d.EndEntry(tk)
+			tk.Close()
 		}
-		for k := range benchEvents {
-			d.Event(tk, benchEvent(i, k))
-		}
-		d.EndEntry(tk)
-		tk.Close()
 		if rate > 0 && i%256 == 255 {
 			if ahead := time.Until(start.Add(time.Duration(i+1) * time.Second / time.Duration(rate))); ahead > 0 {
 				time.Sleep(ahead)
