@@ -192,7 +192,7 @@ type Stack struct {
 	Cookie uint64
 	PID    int32
 	TID    int32
-	Time   uint64  // nanoseconds, when the entry closed
+	Time   uint64  // nanoseconds on the host's wall clock when the callback ran; not the events' clock
 	Frames []Frame // leaf first; may be empty (End says why)
 	End    EndReason
 }

@@ -1132,7 +1132,7 @@ type StackRefs struct {
 	CookieDeltas  []byte                 `protobuf:"bytes,2,opt,name=cookie_deltas,json=cookieDeltas,proto3" json:"cookie_deltas,omitempty"` // svarints: cookie minus the previous ref's in this batch (the first: minus 0), mod 2^64; no cookie is 0
 	Pids          []byte                 `protobuf:"bytes,3,opt,name=pids,proto3" json:"pids,omitempty"`                                     // optional; svarints
 	Tids          []byte                 `protobuf:"bytes,4,opt,name=tids,proto3" json:"tids,omitempty"`                                     // optional; svarints
-	TimeDeltas    []byte                 `protobuf:"bytes,5,opt,name=time_deltas,json=timeDeltas,proto3" json:"time_deltas,omitempty"`       // optional; svarints: when the entry closed, minus the previous ref's time in this batch, mod 2^64
+	TimeDeltas    []byte                 `protobuf:"bytes,5,opt,name=time_deltas,json=timeDeltas,proto3" json:"time_deltas,omitempty"`       // optional; svarints: when the callback ran, on the host's wall clock (not the events' source clock), minus the previous ref's time in this batch, mod 2^64
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
