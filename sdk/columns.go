@@ -42,6 +42,11 @@ func svarints(dst []int64, b []byte, n int, optional bool) ([]int64, bool) {
 		return dst, false
 	}
 	for len(b) > 0 && len(dst) < n {
+		if c := b[0]; c < 0x80 { // one byte, as most deltas are: inline
+			dst = append(dst, int64(c>>1)^-int64(c&1))
+			b = b[1:]
+			continue
+		}
 		v, k := binary.Varint(b)
 		if k <= 0 {
 			return dst, false

@@ -221,7 +221,14 @@ func (d *decoder) defineStacks(seq uint64, s *pluginpb.StackDefs) error {
 			if !ft.Valid() {
 				return protoErr(seq, "stack %d: frame %d: invalid frame type %d", id, i, types[k])
 			}
-			frames[k] = Frame{Addr: l.addr, Mapping: d.mappings[l.mapping], Function: d.strings[l.function], Offset: l.offset, Type: ft}
+			// Field by field: a composite literal of this size is built
+			// aside and copied in with typedmemmove, whose bulk write
+			// barrier (while the GC runs, which this allocation makes
+			// frequent) cost as much as the rest of the loop.
+			f := &frames[k]
+			f.Addr, f.Offset, f.Type = l.addr, l.offset, ft
+			f.Mapping = d.mappings[l.mapping]
+			f.Function = d.strings[l.function]
 			k++
 		}
 		def := stackDef{end: EndReason(ends[j])}
@@ -386,8 +393,12 @@ func (d *decoder) events(pf []*pluginpb.Field) []Event {
 	for i, c := range d.evCtx {
 		t += uint64(at(d.evTime, i))
 		cookie += uint64(at(d.evCookie, i))
-		e := &events[i]
-		*e = d.contexts[c]
+		// Field by field, as defineStacks writes frames: copying the
+		// whole context is a typedmemmove with a bulk write barrier.
+		// A context's Time, Cookie and Fields are zero.
+		e, x := &events[i], &d.contexts[c]
+		e.Kind, e.CPU, e.PID, e.TID, e.Period = x.Kind, x.CPU, x.PID, x.TID, x.Period
+		e.Name, e.Comm = x.Name, x.Comm
 		e.Time, e.Cookie = t, cookie
 		if n := int(at(d.evCount, i)); n > 0 {
 			e.Fields = fields[nf : nf+n : nf+n]

@@ -155,11 +155,30 @@ func newLocTable() *locTable {
 	return &locTable{slots: make([]locSlot, 1<<(locBits+1)), bits: locBits + 1}
 }
 
+// home is the slot where the probe for (pid, pc) starts.
+func (t *locTable) home(pid int32, pc uint64) int {
+	return int((pc ^ uint64(uint32(pid))<<47) * 0x9e3779b97f4a7c15 >> (64 - t.bits))
+}
+
+// touch reads the home slot of every pc of a stack, so that the cache
+// misses of its lookups overlap rather than come one after another: the
+// table is too big for the cache and a new stack's frames are mostly
+// misses, each a dependent stall of the location loop otherwise. The loads
+// are independent of one another, so the CPU has them all in flight at
+// once. It returns what it read, for the caller to keep (so that the loads
+// are not dropped as dead).
+func (t *locTable) touch(pid int32, pcs []uint64) uint32 {
+	var x uint32
+	for _, pc := range pcs {
+		x |= t.slots[t.home(pid, pc)].id
+	}
+	return x
+}
+
 // find returns the id of (pid, pc), or 0 and the slot to put it in.
 func (t *locTable) find(pid int32, pc uint64) (id uint32, slot int) {
-	h := (pc ^ uint64(uint32(pid))<<47) * 0x9e3779b97f4a7c15
 	mask := len(t.slots) - 1
-	for i := int(h >> (64 - t.bits)); ; i = (i + 1) & mask {
+	for i := t.home(pid, pc); ; i = (i + 1) & mask {
 		s := &t.slots[i]
 		if s.id == 0 || s.pc == pc && s.pid == pid {
 			return s.id, i
@@ -255,6 +274,7 @@ type encoder struct {
 	locations *locTable
 	stacks    *stackTable
 	key       []byte // scratch for stack keys
+	touched   uint32 // what locTable.touch read, kept so that it is read
 
 	defs, refs uint64 // in this batch: stacks defined, stacks referenced
 	resets     uint64 // table resets on this connection
@@ -443,6 +463,7 @@ func (e *encoder) stack(s *stack) {
 	if sid != 0 {
 		e.refs++
 	} else {
+		e.touched |= e.locations.touch(s.pid, s.pcs)
 		for _, pc := range s.pcs {
 			lid := e.location(s.pid, pc)
 			e.s(cSdDelta, int64(lid)-int64(e.prevLoc))
