@@ -1,12 +1,13 @@
 package x86_64
 
 import (
+	"github.com/unwindd/unwindd/internal/testutil"
+
 	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -178,18 +179,7 @@ func TestProcessMemoryUnreadable(t *testing.T) {
 // TestProcessMemoryChild reads another process: the ELF header its
 // executable is mapped with, then, once the child is reaped, fails with ESRCH.
 func TestProcessMemoryChild(t *testing.T) {
-	sleep, err := exec.LookPath("sleep")
-	if err != nil {
-		t.Skipf("no sleep(1) to run as a child: %v", err)
-	}
-	cmd := exec.Command(sleep, "60")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	}()
+	cmd := testutil.Sleeper(t)
 	pid := cmd.Process.Pid
 	start := firstMapping(t, pid)
 

@@ -247,20 +247,9 @@ func hx(v uint64) string {
 // readAll reads every record of f, formatted as ourLine does.
 func readAll(t testing.TB, f *File) ([]perfLine, Stats) {
 	t.Helper()
-	rr := f.Records()
-	var rec Record
 	var lines []perfLine
-	for {
-		err := rr.ReadInto(&rec)
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatalf("record %d: %v", len(lines), err)
-		}
-		lines = append(lines, ourLine(&rec, f.Pipe))
-	}
-	return lines, rr.Stats()
+	st := eachRecord(t, f, func(rec *Record) { lines = append(lines, ourLine(rec, f.Pipe)) })
+	return lines, st
 }
 
 // compareDump checks our records against perf report -D's, in order.
@@ -405,21 +394,11 @@ func TestTracepointFields(t *testing.T) {
 			}
 			defer f.Close()
 			var got []string
-			rr := f.Records()
-			var rec Record
-			for {
-				err := rr.ReadInto(&rec)
-				if err == io.EOF {
-					break
+			eachRecord(t, f, func(rec *Record) {
+				if rec.Type == RecordSample {
+					got = append(got, syscallLine(t, rec))
 				}
-				if err != nil {
-					t.Fatal(err)
-				}
-				if rec.Type != RecordSample {
-					continue
-				}
-				got = append(got, syscallLine(t, &rec))
-			}
+			})
 			if len(got) != len(want) {
 				t.Errorf("%d samples, perf script prints %d", len(got), len(want))
 			}

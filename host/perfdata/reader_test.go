@@ -84,19 +84,8 @@ func TestGolden(t *testing.T) {
 			for _, id := range f.Features.BuildIDs {
 				fmt.Fprintf(&b, "build-id %d %x %s\n", id.PID, id.ID, id.Filename)
 			}
-			rr := f.Records()
-			var rec Record
-			for {
-				err := rr.ReadInto(&rec)
-				if err == io.EOF {
-					break
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
-				describe(&b, &rec)
-			}
-			fmt.Fprintf(&b, "stats %s\n", statsBrief(rr.Stats()))
+			st := eachRecord(t, f, func(rec *Record) { describe(&b, rec) })
+			fmt.Fprintf(&b, "stats %s\n", statsBrief(st))
 			golden := strings.TrimSuffix(name, ".perf.data") + ".golden"
 			if *update {
 				if err := os.WriteFile(golden, b.Bytes(), 0o644); err != nil {
@@ -139,19 +128,10 @@ func TestRegsAndStack(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	rr := f.Records()
-	var rec Record
 	user := 0
-	for {
-		err := rr.ReadInto(&rec)
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	eachRecord(t, f, func(rec *Record) {
 		if rec.Type != RecordSample {
-			continue
+			return
 		}
 		s := &rec.Sample
 		p, err := x86_64.DecodePerfRegs(x86_64.RegsABI(s.RegsABI), x86_64.RegMask(rec.Attr.SampleRegsUser), s.Regs)
@@ -162,7 +142,7 @@ func TestRegsAndStack(t *testing.T) {
 			t.Errorf("sample at %#x: stack %d of %d, attr asks %d", rec.Offset, len(s.Stack), s.StackSize, rec.Attr.SampleStackUser)
 		}
 		if rec.Misc&MiscCPUModeMask != MiscUser {
-			continue
+			return
 		}
 		user++
 		regs, err := p.Regs()
@@ -176,7 +156,7 @@ func TestRegsAndStack(t *testing.T) {
 		if !aliases(s.Stack, rec.Data) {
 			t.Errorf("sample at %#x: Stack does not alias the record", rec.Offset)
 		}
-	}
+	})
 	if user == 0 {
 		t.Fatal("no user-mode samples")
 	}

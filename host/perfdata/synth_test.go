@@ -73,6 +73,24 @@ func (s *stream) file(t *testing.T) *File {
 	return f
 }
 
+// eachRecord calls fn with every record of f, in order, failing t on a read
+// error, and returns the reader's counts. rec is reused between calls.
+func eachRecord(t testing.TB, f *File, fn func(rec *Record)) Stats {
+	t.Helper()
+	rr := f.Records()
+	var rec Record
+	for n := 0; ; n++ {
+		err := rr.ReadInto(&rec)
+		if err == io.EOF {
+			return rr.Stats()
+		}
+		if err != nil {
+			t.Fatalf("record %d: %v", n, err)
+		}
+		fn(&rec)
+	}
+}
+
 func readRecords(t *testing.T, f *File) ([]Record, Stats, error) {
 	t.Helper()
 	rr := f.Records()

@@ -94,6 +94,19 @@ type want struct {
 	events, cookieEvents, stacks, sum uint64
 }
 
+// alwaysWant is what a plugin in mode always, subscribed to samples, must
+// receive from entries of one sample each: every event with its cookie, and
+// every stack.
+func alwaysWant(infos []entryInfo) want {
+	var w want
+	for _, e := range infos {
+		w.events++
+		w.cookieEvents++
+		w.stack(e)
+	}
+	return w
+}
+
 func (w *want) stack(e entryInfo) {
 	w.stacks++
 	w.sum += stackHash(e.cookie, e.pcs)

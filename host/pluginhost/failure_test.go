@@ -89,12 +89,7 @@ func TestKillOneOfThree(t *testing.T) {
 		t.Fatalf("Run: %v", err)
 	}
 
-	var all want
-	for _, e := range infos {
-		all.events++
-		all.cookieEvents++
-		all.stack(e)
-	}
+	all := alwaysWant(infos)
 	rep := reports(t, out)
 	for _, name := range []string{"a", "b"} {
 		if len(rep[name]) != 1 {
@@ -140,12 +135,7 @@ func TestSlowPluginOverflows(t *testing.T) {
 	if err := r.stop(t); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	var all want
-	for _, e := range infos {
-		all.events++
-		all.cookieEvents++
-		all.stack(e)
-	}
+	all := alwaysWant(infos)
 	rep := reports(t, out)
 	checkExact(t, rep["fast"][0], all)
 	c := rep["slow"][0]
@@ -292,12 +282,7 @@ func TestRunAsNobody(t *testing.T) {
 	if err := r.stop(t); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	var all want
-	for _, e := range infos {
-		all.events++
-		all.cookieEvents++
-		all.stack(e)
-	}
+	all := alwaysWant(infos)
 	c := reports(t, out)["nobody"]
 	if len(c) != 1 {
 		t.Fatalf("%d reports, want 1", len(c))

@@ -1,9 +1,10 @@
 package procfs
 
 import (
+	"github.com/unwindd/unwindd/internal/testutil"
+
 	"errors"
 	"os"
-	"os/exec"
 	"reflect"
 	"runtime"
 	"slices"
@@ -152,18 +153,7 @@ func TestThreadsAndComm(t *testing.T) {
 // TestThreadsChild lists the threads of a child that is not this process:
 // a single-threaded sleep(1).
 func TestThreadsChild(t *testing.T) {
-	sleep, err := exec.LookPath("sleep")
-	if err != nil {
-		t.Skipf("no sleep(1) to run as a child: %v", err)
-	}
-	cmd := exec.Command(sleep, "60")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	}()
+	cmd := testutil.Sleeper(t)
 	tids, err := Threads(cmd.Process.Pid)
 	if err != nil {
 		t.Fatal(err)

@@ -91,3 +91,22 @@ func Start(t testing.TB, exe string, args ...string) *exec.Cmd {
 	}
 	return cmd
 }
+
+// Sleeper starts sleep(1) for a minute, a child process that does nothing,
+// and kills and reaps it when the test ends (a test may end it sooner).
+func Sleeper(t testing.TB) *exec.Cmd {
+	t.Helper()
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		Need(t, "sleep", "runs as a child: "+err.Error())
+	}
+	cmd := exec.Command(sleep, "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	return cmd
+}
