@@ -199,7 +199,7 @@ func ourLine(rec *Record, pipe bool) perfLine {
 	switch rec.Type {
 	case RecordSample:
 		s := &rec.Sample
-		l.rest = fmt.Sprintf("(IP, 0x%x): %d/%d: %s period: %d addr: %s", rec.Misc, rec.Ident.PID, rec.Ident.TID, hx(s.IP), s.Period, hx(s.Addr))
+		l.rest = fmt.Sprintf("(IP, 0x%x): %d/%d: %s period: %d addr: %s", rec.Misc, int32(rec.Ident.PID), int32(rec.Ident.TID), hx(s.IP), s.Period, hx(s.Addr))
 	case RecordMmap:
 		m := &rec.Mmap
 		x := byte('x')
@@ -228,10 +228,11 @@ func ourLine(rec *Record, pipe bool) perfLine {
 		if rec.Comm.Exec {
 			exec = " exec"
 		}
-		l.rest = fmt.Sprintf("%s: %s:%d/%d", exec, rec.Comm.Comm, rec.Comm.PID, rec.Comm.TID)
+		l.rest = fmt.Sprintf("%s: %s:%d/%d", exec, rec.Comm.Comm, int32(rec.Comm.PID), int32(rec.Comm.TID))
 	case RecordFork, RecordExit:
 		k := &rec.Task
-		l.rest = fmt.Sprintf("(%d:%d):(%d:%d)", k.PID, k.TID, k.PPID, k.PTID)
+		// perf prints these u32s with %d, so -1 (no task) shows as -1.
+		l.rest = fmt.Sprintf("(%d:%d):(%d:%d)", int32(k.PID), int32(k.TID), int32(k.PPID), int32(k.PTID))
 	}
 	return l
 }
