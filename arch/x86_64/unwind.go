@@ -118,6 +118,16 @@ type State struct {
 	// First is true for the first (leaf) frame, whose registers are the
 	// live ones rather than recovered ones.
 	First bool
+	// Exact is true when IP is the address of an instruction that was
+	// interrupted rather than a return address: the first frame, and the
+	// frame a signal interrupted (after a step out of a signal trampoline,
+	// see [State.MarkSignal]).
+	Exact bool
+	// Table is the walk's unwind table ([Unwinder.UnwindTable]), nil when
+	// the walk has none.
+	Table Table
+
+	signal bool // set by a step out of a signal trampoline
 }
 
 // Reader reads words of user memory for a [Stepper]; it keeps a failed read
@@ -210,6 +220,13 @@ func (u *Unwinder) MaxDepth() int { return u.max }
 // fails, a zero return address is found, or MaxDepth frames are recorded
 // (U1–U5). t.End always says why it stopped.
 func (u *Unwinder) Unwind(regs Regs, mem Memory, t *Trace) {
+	u.UnwindTable(regs, mem, nil, t)
+}
+
+// UnwindTable is [Unwinder.Unwind] with the unwind table of the walked
+// process, which table-driven methods ([TableStepper]) look frames up in;
+// tab may be nil.
+func (u *Unwinder) UnwindTable(regs Regs, mem Memory, tab Table, t *Trace) {
 	t.Reset()
 	if cap(t.Frames) < u.max {
 		t.Frames = make([]Frame, 0, u.max)
@@ -224,7 +241,7 @@ func (u *Unwinder) Unwind(regs Regs, mem Memory, t *Trace) {
 		r.snap = s
 	}
 	st := &t.st
-	*st = State{IP: regs.IP, SP: regs.SP, BP: regs.BP, First: true}
+	*st = State{IP: regs.IP, SP: regs.SP, BP: regs.BP, First: true, Exact: true, Table: tab}
 	frames := t.Frames[:0]
 	frames = append(frames, Frame{PC: st.IP, Type: TypeRegs})
 	for {
@@ -235,6 +252,7 @@ func (u *Unwinder) Unwind(regs Regs, mem Memory, t *Trace) {
 		sp := st.SP
 		why := EndInvalid
 		var typ FrameType
+		st.signal = false
 		for i, s := range u.steppers {
 			var ok bool
 			var w EndReason
@@ -265,10 +283,12 @@ func (u *Unwinder) Unwind(regs Regs, mem Memory, t *Trace) {
 			break
 		}
 		st.First = false
+		st.Exact = st.signal
 		frames = append(frames, Frame{PC: st.IP, Type: typ})
 	}
 	t.Frames = frames
 	t.rd = Reader{} // keep no reference to mem after the walk
+	st.Table = nil
 }
 
 // FramePointer is the x86-64 frame-pointer rule, as the kernel's
