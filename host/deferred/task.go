@@ -43,9 +43,15 @@ type Task struct {
 	// Owned by the entry's owner (and by callbacks it runs).
 	regs      x86_64.Regs
 	mem       x86_64.Memory
+	table     x86_64.Table  // the process's unwind tables; nil: none
 	trace     x86_64.Trace  // the cache (R15); Frames empty means "not walked"
 	completed atomic.Uint64 // tracers already called in this entry (R11, R13)
 }
+
+// SetTable gives t the unwind tables of its process (package unwindinfo),
+// which table-driven unwind methods look its frames up in; nil means none.
+// It is the owner's call, made between entries (a new thread, an exec).
+func (t *Task) SetTable(tab x86_64.Table) { t.table = tab }
 
 // TID reports the task's thread id.
 func (t *Task) TID() int32 { return t.tid }
@@ -188,7 +194,7 @@ func (t *Task) Unwind() (*x86_64.Trace, error) {
 func (t *Task) unwindCached() *x86_64.Trace {
 	if len(t.trace.Frames) == 0 {
 		if t.mem != nil {
-			t.eng.unwinder.Unwind(t.regs, t.mem, &t.trace)
+			t.eng.unwinder.UnwindTable(t.regs, t.mem, t.table, &t.trace)
 		}
 		t.mask.Or(Used)
 	}

@@ -94,6 +94,10 @@ type Options struct {
 	// Spaces receives the processes' mappings; nil means a Spaces of the
 	// tracker's own ([Tracker.Spaces]).
 	Spaces *Spaces
+	// Tables, if set, gives the unwind tables of process pid (see package
+	// unwindinfo); each new task gets its process's. Nil: none, and only
+	// methods that need no table (frame pointers) walk.
+	Tables func(pid int32) x86_64.Table
 }
 
 // Stats count what a [Tracker] did.
@@ -118,6 +122,8 @@ type Tracker struct {
 	sink    Sink
 	log     *zap.Logger
 	spaces  *Spaces
+	tables  func(pid int32) x86_64.Table
+	ptables map[int32]x86_64.Table // tables by pid, made once per process
 	threads map[int32]*thread
 	open    map[*thread]struct{} // threads with an open entry
 	stats   Stats
@@ -146,7 +152,7 @@ func New(eng *deferred.Engine, sink Sink, opts Options, log *zap.Logger) (*Track
 	if sp == nil {
 		sp = new(Spaces)
 	}
-	return &Tracker{eng: eng, sink: sink, log: log, spaces: sp,
+	return &Tracker{eng: eng, sink: sink, log: log, spaces: sp, tables: opts.Tables, ptables: map[int32]x86_64.Table{},
 		threads: make(map[int32]*thread), open: make(map[*thread]struct{})}, nil
 }
 
@@ -232,6 +238,9 @@ func (tr *Tracker) Exit(pid, tid int32) {
 	th.open = false
 	delete(tr.open, th)
 	delete(tr.threads, tid)
+	if pid == tid {
+		delete(tr.ptables, pid) // the process is gone; a reused pid gets new tables
+	}
 	tr.stats.Exits++
 }
 
@@ -336,6 +345,14 @@ func (tr *Tracker) task(th *thread, k Kind) (*deferred.Task, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("entry: add task %d: %w", th.tid, err)
+	}
+	if tr.tables != nil {
+		tab, ok := tr.ptables[th.pid]
+		if !ok {
+			tab = tr.tables(th.pid)
+			tr.ptables[th.pid] = tab
+		}
+		t.SetTable(tab)
 	}
 	th.task = t
 	return t, nil
