@@ -111,6 +111,9 @@ func StatusFromError(err error) error {
 			errno = en
 		}
 		st := status.New(s.code, err.Error())
+		if ces := configErrors(err); len(ces) > 0 {
+			st = withFieldViolations(st, ces)
+		}
 		if d, derr := st.WithDetails(&errdetails.ErrorInfo{
 			Reason:   s.reason,
 			Domain:   ErrorDomain,

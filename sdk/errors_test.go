@@ -206,3 +206,33 @@ func TestHostLogger(t *testing.T) {
 		}
 	}
 }
+
+func TestConfigErrorRoundTrip(t *testing.T) {
+	err := fmt.Errorf("sdk: describe: %w", errors.Join(
+		&sdk.ConfigError{Field: "hz", Msg: "want 1..100000, got 0"},
+		&sdk.ConfigError{Field: "programs[2].filter", Msg: "undeclared reference to 'pidd'"},
+	))
+	if !errors.Is(err, sdk.ErrInvalid) {
+		t.Fatalf("%v does not match ErrInvalid", err)
+	}
+	back := sdk.ErrorFromStatus(sdk.StatusFromError(err))
+	if !errors.Is(back, sdk.ErrInvalid) {
+		t.Errorf("across gRPC: %v does not match ErrInvalid", back)
+	}
+	got := sdk.ConfigErrors(back)
+	want := []sdk.ConfigError{{"hz", "want 1..100000, got 0"}, {"programs[2].filter", "undeclared reference to 'pidd'"}}
+	if len(got) != len(want) {
+		t.Fatalf("ConfigErrors = %v, want %v", got, want)
+	}
+	for i := range want {
+		if *got[i] != want[i] {
+			t.Errorf("ConfigErrors[%d] = %+v, want %+v", i, *got[i], want[i])
+		}
+	}
+	if ces := sdk.ConfigErrors(errors.New("plain")); ces != nil {
+		t.Errorf("ConfigErrors(plain) = %v", ces)
+	}
+	if got, want := (&sdk.ConfigError{Msg: "not a mapping"}).Error(), "config: not a mapping"; got != want {
+		t.Errorf("Error() = %q, want %q", got, want)
+	}
+}

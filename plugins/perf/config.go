@@ -1,10 +1,14 @@
 package main
 
 import (
+	"errors"
 	"fmt"
-	"strconv"
-	"strings"
+	"math"
 	"time"
+
+	"github.com/goccy/go-yaml"
+
+	"github.com/unwindd/unwindd/sdk"
 )
 
 // The config's defaults and limits.
@@ -23,85 +27,95 @@ type config struct {
 	MaxWait    time.Duration // max_wait: how long, in sample time, a sample waits for its stack
 }
 
-// parseConfig decodes the plugin's config: one "key: value" per line, as in
-// a flat YAML mapping. Blank lines and "#" comments are skipped, a value may
-// be quoted, and unknown or repeated keys are errors. Every error names the
-// line and the key.
+// parseConfig decodes the plugin's config block, a YAML mapping. Unknown
+// keys, repeated keys and bad values are errors; each is an
+// [sdk.ConfigError] naming its key, which the host reports at that key's
+// line in its config file. Several are joined.
 func parseConfig(b []byte) (config, error) {
 	c := config{Hz: defaultHz, MaxPending: defaultMaxPending, MaxWait: defaultMaxWait}
+	var m yaml.MapSlice
+	if err := yaml.Unmarshal(b, &m); err != nil {
+		return config{}, &sdk.ConfigError{Msg: "not a YAML mapping: " + yaml.FormatError(err, false, false)}
+	}
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, &sdk.ConfigError{Field: key, Msg: fmt.Sprintf(format, args...)})
+	}
 	seen := map[string]bool{}
-	for i, line := range strings.Split(string(b), "\n") {
-		n := i + 1
-		line = stripComment(line)
-		if strings.TrimSpace(line) == "" || strings.TrimSpace(line) == "---" {
+	for _, item := range m {
+		k, ok := item.Key.(string)
+		if !ok {
+			bad(fmt.Sprint(item.Key), "keys are names (out, hz, max_pending, max_wait)")
 			continue
 		}
-		k, v, ok := strings.Cut(line, ":")
-		if !ok {
-			return config{}, fmt.Errorf("config line %d: want \"key: value\", got %q", n, strings.TrimSpace(line))
-		}
-		k, v = strings.TrimSpace(k), unquote(strings.TrimSpace(v))
 		if seen[k] {
-			return config{}, fmt.Errorf("config line %d: key %q given twice", n, k)
+			bad(k, "given twice")
+			continue
 		}
 		seen[k] = true
+		v := item.Value
 		switch k {
 		case "out":
-			if v == "" {
-				return config{}, fmt.Errorf("config line %d: out: want a directory, got nothing", n)
+			s, ok := v.(string)
+			if !ok || s == "" {
+				bad(k, "want a directory, got %s", show(v))
+				continue
 			}
-			c.Out = v
+			c.Out = s
 		case "hz":
-			hz, err := strconv.ParseUint(v, 10, 32)
-			if err != nil || hz == 0 || hz > maxHz {
-				return config{}, fmt.Errorf("config line %d: hz %q: want an integer from 1 to %d", n, v, maxHz)
+			n, ok := integer(v)
+			if !ok || n < 1 || n > maxHz {
+				bad(k, "want an integer from 1 to %d, got %s", maxHz, show(v))
+				continue
 			}
-			c.Hz = uint32(hz)
+			c.Hz = uint32(n)
 		case "max_pending":
-			m, err := strconv.Atoi(v)
-			if err != nil || m <= 0 {
-				return config{}, fmt.Errorf("config line %d: max_pending %q: want a positive integer", n, v)
+			n, ok := integer(v)
+			if !ok || n < 1 || n > 1<<30 {
+				bad(k, "want a positive integer, got %s", show(v))
+				continue
 			}
-			c.MaxPending = m
+			c.MaxPending = int(n)
 		case "max_wait":
-			d, err := time.ParseDuration(v)
+			s, _ := v.(string)
+			d, err := time.ParseDuration(s)
 			if err != nil || d <= 0 {
-				return config{}, fmt.Errorf("config line %d: max_wait %q: want a positive duration such as 10s", n, v)
+				bad(k, "want a positive duration such as 10s, got %s", show(v))
+				continue
 			}
 			c.MaxWait = d
 		default:
-			return config{}, fmt.Errorf("config line %d: unknown key %q (known: out, hz, max_pending, max_wait)", n, k)
+			bad(k, "unknown key (known: out, hz, max_pending, max_wait)")
 		}
 	}
-	if c.Out == "" {
-		return config{}, fmt.Errorf("config: out is required (the directory to write profile.pb.gz, stacks.folded and perf.script.txt to)")
+	if c.Out == "" && !seen["out"] {
+		errs = append(errs, &sdk.ConfigError{Msg: "out is required (the directory to write profile.pb.gz, stacks.folded and perf.script.txt to)"})
+	}
+	if len(errs) > 0 {
+		return config{}, errors.Join(errs...)
 	}
 	return c, nil
 }
 
-// stripComment cuts a YAML comment: a "#" at the start of the line or after
-// a space, outside quotes.
-func stripComment(line string) string {
-	var quote byte
-	for i := 0; i < len(line); i++ {
-		switch c := line[i]; {
-		case quote != 0:
-			if c == quote {
-				quote = 0
-			}
-		case c == '"' || c == '\'':
-			quote = c
-		case c == '#' && (i == 0 || line[i-1] == ' ' || line[i-1] == '\t'):
-			return line[:i]
+// integer returns v as an integer, if it is one.
+func integer(v any) (int64, bool) {
+	switch n := v.(type) {
+	case int64:
+		return n, true
+	case uint64:
+		if n <= math.MaxInt64 {
+			return int64(n), true
 		}
+	case int:
+		return int64(n), true
 	}
-	return line
+	return 0, false
 }
 
-// unquote removes one pair of matching quotes around v.
-func unquote(v string) string {
-	if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
-		return v[1 : len(v)-1]
+// show quotes a value for an error message.
+func show(v any) string {
+	if v == nil {
+		return "nothing"
 	}
-	return v
+	return fmt.Sprintf("%q", fmt.Sprint(v))
 }

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/unwindd/unwindd/sdk"
 )
 
 func TestParseConfig(t *testing.T) {
@@ -33,26 +36,33 @@ func TestParseConfig(t *testing.T) {
 
 func TestParseConfigErrors(t *testing.T) {
 	for _, c := range []struct {
-		in   string
-		want string // in the error
+		in    string
+		field string // of the first ConfigError
+		want  string // in the error
 	}{
-		{"", "out is required"},
-		{"hz: 99", "out is required"},
-		{"out:", "config line 1: out: want a directory"},
-		{"out: /x\nhz: 0", "config line 2: hz \"0\""},
-		{"out: /x\nhz: many", "config line 2: hz \"many\""},
-		{"out: /x\nhz: 100001", "hz \"100001\": want an integer from 1 to 100000"},
-		{"out: /x\nmax_pending: -1", "config line 2: max_pending \"-1\""},
-		{"out: /x\nmax_wait: 10", "config line 2: max_wait \"10\""},
-		{"out: /x\nmax_wait: -1s", "max_wait \"-1s\""},
-		{"out: /x\nfrequency: 99", "config line 2: unknown key \"frequency\""},
-		{"out: /x\nout: /y", "config line 2: key \"out\" given twice"},
-		{"out /x", "config line 1: want \"key: value\""},
+		{"", "", "out is required"},
+		{"hz: 99", "", "out is required"},
+		{"out:", "out", "want a directory, got nothing"},
+		{"out: /x\nhz: 0", "hz", `want an integer from 1 to 100000, got "0"`},
+		{"out: /x\nhz: many", "hz", `got "many"`},
+		{"out: /x\nhz: 100001", "hz", "want an integer from 1 to 100000"},
+		{"out: /x\nmax_pending: -1", "max_pending", `want a positive integer, got "-1"`},
+		{"out: /x\nmax_wait: 10", "max_wait", `want a positive duration such as 10s, got "10"`},
+		{"out: /x\nmax_wait: -1s", "max_wait", `got "-1s"`},
+		{"out: /x\nfrequency: 99", "frequency", "unknown key"},
+		{"out: /x\nout: /y", "", "already defined"},
+		{"out /x", "", "not a YAML mapping"},
 	} {
 		t.Run(c.in, func(t *testing.T) {
 			_, err := parseConfig([]byte(c.in))
 			if err == nil || !strings.Contains(err.Error(), c.want) {
-				t.Errorf("parseConfig(%q) = %v, want an error containing %q", c.in, err, c.want)
+				t.Fatalf("parseConfig(%q) = %v, want an error containing %q", c.in, err, c.want)
+			}
+			if !errors.Is(err, sdk.ErrInvalid) {
+				t.Errorf("parseConfig(%q) = %v, not an sdk.ErrInvalid", c.in, err)
+			}
+			if ces := sdk.ConfigErrors(err); len(ces) == 0 || ces[0].Field != c.field {
+				t.Errorf("parseConfig(%q): config errors %v, want the first for field %q", c.in, ces, c.field)
 			}
 		})
 	}

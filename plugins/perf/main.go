@@ -142,11 +142,11 @@ func (t *tracer) Describe(_ context.Context, info sdk.DescribeInfo) (sdk.Descrip
 // start makes the out directory and the writers.
 func (t *tracer) start(cfg config) error {
 	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
-		return fmt.Errorf("config: out: %w", err)
+		return &sdk.ConfigError{Field: "out", Msg: err.Error()}
 	}
 	f, err := createTemp(cfg.Out, scriptFile)
 	if err != nil {
-		return fmt.Errorf("config: out: %w", err)
+		return &sdk.ConfigError{Field: "out", Msg: err.Error()}
 	}
 	wait := uint64(cfg.MaxWait.Nanoseconds())
 	t.cfg = cfg

@@ -110,8 +110,11 @@ func TestServer(t *testing.T) {
 
 	// A bad config is refused with the key named.
 	_, err = client.Describe(context.Background(), &pluginpb.DescribeRequest{Config: []byte("out: /x\nhz: fast")})
-	if err == nil || !strings.Contains(err.Error(), `config line 2: hz "fast"`) {
+	if err == nil || !strings.Contains(err.Error(), `config: hz: want an integer from 1 to 100000, got "fast"`) {
 		t.Errorf("Describe with a bad hz: %v", err)
+	}
+	if ces := sdk.ConfigErrors(sdk.ErrorFromStatus(err)); len(ces) != 1 || ces[0].Field != "hz" {
+		t.Errorf("Describe with a bad hz: config errors %v, want one for hz", ces)
 	}
 }
 

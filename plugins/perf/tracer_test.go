@@ -156,7 +156,7 @@ func TestDescribeErrors(t *testing.T) {
 	}
 	for _, c := range []struct{ config, want string }{
 		{"hz: 99", "perf: config: out is required"},
-		{"out: " + t.TempDir() + "\nhz: 0", "perf: config line 2: hz \"0\""},
+		{"out: " + t.TempDir() + "\nhz: 0", `perf: config: hz: want an integer from 1 to 100000, got "0"`},
 		{"out: " + file, "perf: config: out: mkdir " + file},
 		{"out: " + filepath.Join(file, "sub"), "perf: config: out: mkdir " + file},
 	} {
