@@ -75,6 +75,7 @@ test: deps vet
 # Each fuzz target for FUZZTIME; crashers land in the package's testdata/fuzz/.
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzUnwind$$' -fuzztime $(FUZZTIME) ./arch/x86_64/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./arch/x86_64/sframe/
 	$(GO) test -run '^$$' -fuzz '^FuzzBatch$$' -fuzztime $(FUZZTIME) ./sdk/
 	$(GO) test -run '^$$' -fuzz '^FuzzPerfData$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 3s ./host/perfdata/
 
@@ -82,6 +83,7 @@ fuzz:
 bench:
 	$(GO) test -run '^$$' -bench 'AtomicOr|Request|Entry' -benchmem -count 5 ./host/deferred/
 	$(GO) test -run '^$$' -bench 'Unwind' -benchmem -count 5 ./arch/x86_64/
+	$(GO) test -run '^$$' -bench 'Lookup' -benchmem -count 5 ./arch/x86_64/sframe/
 	$(GO) test -run '^$$' -bench 'Deliver|RawGRPC|Startup|Latency' -benchmem -count 3 ./host/pluginhost/
 
 # `unwindd replay` beside `perf script` on the same recordings of the demo
