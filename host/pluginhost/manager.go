@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/unwindd/unwindd/host/deferred"
+	"github.com/unwindd/unwindd/sdk"
 )
 
 // State is where a plugin is in its life.
@@ -158,7 +159,7 @@ func (m *Manager) Run(ctx context.Context) error {
 
 // permanent reports whether a start error will not go away by retrying.
 func permanent(err error) bool {
-	return errors.Is(err, goplugin.ErrChecksumsDoNotMatch) || errors.Is(err, goplugin.ErrSecureConfigNoChecksum) ||
+	return len(sdk.ConfigErrors(err)) > 0 || errors.Is(err, goplugin.ErrChecksumsDoNotMatch) || errors.Is(err, goplugin.ErrSecureConfigNoChecksum) ||
 		errors.Is(err, goplugin.ErrSecureConfigNoHash) || strings.Contains(strings.ToLower(err.Error()), "incompatible api version")
 }
 
