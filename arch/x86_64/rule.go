@@ -16,9 +16,10 @@ const (
 	CFADerefSP                  // the word at sp + CFAOffset (a signal frame: glibc's __restore_rt)
 	CFADerefBP                  // the word at bp + CFAOffset (a stack-realigning function's DRAP: DW_OP_breg6 -8; DW_OP_deref)
 	CFAPLT                      // sp + CFAOffset, plus 8 when (ip & 15) >= 11: a 16-byte .plt entry after its push
+	CFAPLTIBT                   // sp + CFAOffset, plus 8 when (ip & 15) >= 9: the same in an IBT .plt entry (endbr64 first)
 )
 
-var cfaKindNames = [...]string{"undefined", "sp", "bp", "*sp", "*bp", "plt"}
+var cfaKindNames = [...]string{"undefined", "sp", "bp", "*sp", "*bp", "plt", "plt-ibt"}
 
 func (k CFAKind) String() string {
 	if int(k) < len(cfaKindNames) {
@@ -98,9 +99,9 @@ func (r Rule) Step(st *State, rd *Reader) (bool, EndReason) {
 		cfa = st.SP + uint64(int64(r.CFAOffset))
 	case CFABP:
 		cfa = st.BP + uint64(int64(r.CFAOffset))
-	case CFAPLT:
+	case CFAPLT, CFAPLTIBT:
 		cfa = st.SP + uint64(int64(r.CFAOffset))
-		if st.IP&15 >= 11 {
+		if st.IP&15 >= 11 || r.CFA == CFAPLTIBT && st.IP&15 >= 9 {
 			cfa += 8
 		}
 	case CFADerefSP, CFADerefBP:
