@@ -15,8 +15,14 @@ import (
 // plugins' sender goroutines, once per (pid, pc) per plugin connection (and
 // again after the connection's tables, which are bounded, are reset), so it
 // must be safe for concurrent use. The zero [Location] means "unknown".
+//
+// ret is true for a return address (every frame of a stack but the
+// first): the call it returns from is the instruction before pc, which may
+// lie in another function when the call was the caller's last instruction
+// (a call to a noreturn function), so the function is the one holding
+// pc−1; the offset stays that of pc.
 type Resolver interface {
-	Resolve(pid int32, pc uint64) Location
+	Resolve(pid int32, pc uint64, ret bool) Location
 }
 
 // Location is what a [Resolver] knows of one address.
@@ -35,7 +41,11 @@ type Mapping struct {
 
 type noResolver struct{}
 
-func (noResolver) Resolve(int32, uint64) Location { return Location{} }
+func (noResolver) Resolve(int32, uint64, bool) Location { return Location{} }
+
+// retBit marks a return address in the location table's key: no x86-64
+// user address has bit 63 set.
+const retBit = 1 << 63
 
 // stack is one callback's trace, copied out of the engine's cache.
 type stack struct {
@@ -169,7 +179,10 @@ func (t *locTable) home(pid int32, pc uint64) int {
 // are not dropped as dead).
 func (t *locTable) touch(pid int32, pcs []uint64) uint32 {
 	var x uint32
-	for _, pc := range pcs {
+	for i, pc := range pcs {
+		if i > 0 {
+			pc |= retBit // the key location uses for a return address
+		}
 		x |= t.slots[t.home(pid, pc)].id
 	}
 	return x
@@ -464,8 +477,8 @@ func (e *encoder) stack(s *stack) {
 		e.refs++
 	} else {
 		e.touched |= e.locations.touch(s.pid, s.pcs)
-		for _, pc := range s.pcs {
-			lid := e.location(s.pid, pc)
+		for i, pc := range s.pcs {
+			lid := e.location(s.pid, pc, i > 0)
 			e.s(cSdDelta, int64(lid)-int64(e.prevLoc))
 			e.prevLoc = lid
 		}
@@ -486,12 +499,16 @@ func (e *encoder) stack(s *stack) {
 	e.items++
 }
 
-func (e *encoder) location(pid int32, pc uint64) uint32 {
-	id, slot := e.locations.find(pid, pc)
+func (e *encoder) location(pid int32, pc uint64, ret bool) uint32 {
+	key := pc
+	if ret {
+		key |= retBit
+	}
+	id, slot := e.locations.find(pid, key)
 	if id != 0 {
 		return id
 	}
-	l := e.res.Resolve(pid, pc)
+	l := e.res.Resolve(pid, pc, ret)
 	var mid, fid uint32
 	if l.Mapping.Limit != 0 || l.Mapping.Path != "" { // else unmapped
 		var ok bool
@@ -508,7 +525,7 @@ func (e *encoder) location(pid int32, pc uint64) uint32 {
 	if l.Function != "" {
 		fid = e.str(l.Function, 0)
 	}
-	id = e.locations.put(slot, pid, pc)
+	id = e.locations.put(slot, pid, key)
 	e.u(cLocAddr, pc)
 	e.u(cLocMapping, uint64(mid))
 	e.u(cLocFunction, uint64(fid))

@@ -103,7 +103,7 @@ func TestMatcher(t *testing.T) {
 // fakeResolver names every pc inside one mapping.
 type fakeResolver struct{}
 
-func (fakeResolver) Resolve(pid int32, pc uint64) Location {
+func (fakeResolver) Resolve(pid int32, pc uint64, _ bool) Location {
 	if pc < 0x400000 || pc >= 0x800000 {
 		return Location{}
 	}

@@ -28,14 +28,9 @@ import (
 //
 // A caller's frame holds a return address: the instruction after the call,
 // which may already lie in the next function when the call was the last
-// instruction of the caller (a call to a noreturn function). The
-// [pluginhost.Resolver] interface passes only (pid, pc), not whether pc is
-// a leaf or a return address, so Resolve looks pc itself up first and tries
-// pc−1 only when pc falls in no symbol; it then reports the function that
-// holds pc−1, with the offset of pc. A return address that lands exactly on
-// the first byte of the next function is therefore named after that
-// function (as a leaf there would be); telling the two apart needs the
-// frame's position, which the interface does not carry.
+// instruction of the caller (a call to a noreturn function). For a return
+// address (ret), Resolve names the function that holds pc−1, the call, as
+// perf and gdb do, with the offset of pc.
 //
 // It is safe for concurrent use.
 type Resolver struct {
@@ -63,9 +58,14 @@ func NewResolver(spaces *entry.Spaces, f *perfdata.File, sym *symbolize.Symboliz
 	return r
 }
 
-// Resolve describes address pc of process pid.
-func (r *Resolver) Resolve(pid int32, pc uint64) pluginhost.Location {
-	m, ok := r.spaces.Find(pid, pc)
+// Resolve describes address pc of process pid; ret says pc is a return
+// address (see the type's doc).
+func (r *Resolver) Resolve(pid int32, pc uint64, ret bool) pluginhost.Location {
+	at := pc
+	if ret && pc > 0 {
+		at-- // the call instruction, and the mapping that holds it
+	}
+	m, ok := r.spaces.Find(pid, at)
 	if !ok {
 		return pluginhost.Location{}
 	}
@@ -88,12 +88,8 @@ func (r *Resolver) Resolve(pid int32, pc uint64) pluginhost.Location {
 		// needs a file mapping, and keys its cache by device, inode and path.
 		pm.Inode = 1
 	}
-	if s, ok, err := r.sym.Lookup(pm, pc); err == nil && ok {
-		loc.Function, loc.FunctionOffset = s.Name, s.Offset
-	} else if err == nil && pc > m.Start {
-		if s, ok, _ := r.sym.Lookup(pm, pc-1); ok {
-			loc.Function, loc.FunctionOffset = s.Name, s.Offset+1
-		}
+	if s, ok, _ := r.sym.Lookup(pm, at); ok {
+		loc.Function, loc.FunctionOffset = s.Name, s.Offset+(pc-at)
 	}
 	return loc
 }
