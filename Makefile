@@ -23,7 +23,7 @@ PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 TOOLS   := $(CURDIR)/$(BIN)/tools
 
-.PHONY: all build run test vet deps fuzz bench bench-replay clean generate
+.PHONY: all build run test vet deps fuzz bench bench-replay bench-replay-nofp clean generate
 
 all: build
 
@@ -45,6 +45,12 @@ endif
 $(DEMO): testdata/demo/demo.c | deps
 	@mkdir -p $(BIN)
 	gcc -O0 -g -fno-omit-frame-pointer -pthread -o $@ $<
+
+# The demo as distributions build programs: -O2, no frame pointers (only
+# CFI walks it), for make bench-replay-nofp.
+$(BIN)/demo-nofp: testdata/demo/demo.c | deps
+	@mkdir -p $(BIN)
+	gcc -O2 -fomit-frame-pointer -pthread -o $@ $<
 
 # The main job until live tracing lands: start the demo (four threads, each
 # deep in a call chain), stop every thread with ptrace after 300 ms, walk each
@@ -91,6 +97,11 @@ bench:
 # start-up, peak RSS. KEEP=1 keeps the files (/tmp/unwindd-bench-replay).
 bench-replay: deps
 	scripts/bench-replay.sh
+
+# The same with the demo built -O2 without frame pointers: every frame is
+# walked with CFI, libc's included, whole stacks on both sides.
+bench-replay-nofp: deps
+	DEMO=$(BIN)/demo-nofp scripts/bench-replay.sh
 
 # Regenerates sdk/proto from plugin.proto; the output is committed.
 generate:

@@ -14,6 +14,8 @@
 #   LARGE_MS=3500 how long the demo runs for the large file
 #   KEEP=1        keep the recordings and outputs (in BENCH_DIR)
 #   BENCH_DIR     where they go (default /tmp/unwindd-bench-replay)
+#   DEMO          the program recorded (default bin/demo; make
+#                 bench-replay-nofp gives bin/demo-nofp)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -23,9 +25,9 @@ LARGE_MS=${LARGE_MS:-3500}
 MIN_SAMPLES=50000
 DIR=${BENCH_DIR:-/tmp/unwindd-bench-replay}
 UNWINDD=$ROOT/bin/unwindd
-DEMO=$ROOT/bin/demo
+DEMO=${DEMO:-$ROOT/bin/demo}
 
-make -s build bin/demo
+make -s build "${DEMO#"$ROOT"/}"
 if [ ! -x /usr/bin/time ]; then
 	SUDO=""
 	[ "$(id -u)" = 0 ] || SUDO=sudo

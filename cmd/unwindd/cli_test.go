@@ -72,9 +72,29 @@ func TestStackPID(t *testing.T) {
 		if m == nil || m[1] != strconv.Itoa(i) || !strings.HasPrefix(m[2], w.fn) || !strings.HasPrefix(m[3], w.file) {
 			t.Errorf("frame line %d = %q, want #%d %s… (%s…)", i, lines[2+i], i, w.fn, w.file)
 		}
-		if typ := map[bool]string{true: "regs", false: "fp"}[i == 0]; m != nil && m[4] != typ {
+		// Every method by default: the program's .eh_frame first.
+		if typ := map[bool]string{true: "regs", false: "cfi"}[i == 0]; m != nil && m[4] != typ {
 			t.Errorf("frame %d type [%s], want [%s]", i, m[4], typ)
 		}
+	}
+	// --unwind fp: the same frames, by frame pointers.
+	code, fpOut, errOut := runCLI(t, "stack", "--unwind", "fp", "-p", strconv.Itoa(pid))
+	if code != 0 {
+		t.Fatalf("--unwind fp: exit %d, stderr %q", code, errOut)
+	}
+	fpLines := strings.Split(strings.TrimSpace(fpOut), "\n")
+	for i := range want {
+		if len(fpLines) < 3+len(want) {
+			t.Fatalf("--unwind fp output:\n%s", fpOut)
+		}
+		m, f := frameLine.FindStringSubmatch(lines[2+i]), frameLine.FindStringSubmatch(fpLines[2+i])
+		typ := map[bool]string{true: "regs", false: "fp"}[i == 0]
+		if m == nil || f == nil || f[4] != typ || (i > 0 && f[2] != m[2]) {
+			t.Errorf("--unwind fp frame %d = %q, want %q by %s", i, fpLines[2+i], lines[2+i], typ)
+		}
+	}
+	if code, _, errOut := runCLI(t, "stack", "--unwind", "orc", "-p", strconv.Itoa(pid)); code != 2 || !strings.Contains(errOut, "want sframe, cfi or fp") {
+		t.Errorf("--unwind orc: exit %d, stderr %q", code, errOut)
 	}
 	if last := lines[len(lines)-1]; !strings.HasPrefix(last, "end: ") {
 		t.Errorf("last line %q, want the end reason", last)

@@ -85,9 +85,10 @@ func parseGDB(out string) map[int][]gdbFrame {
 	return bt
 }
 
-// TestOracleGDB is the real oracle: the stacks `unwindd stack` takes
-// (takeStacks, the function the command calls) of a C program built with
-// frame pointers, stopped in its spinning leaves, against gdb's backtrace of
+// TestOracleGDB is the real oracle of the frame-pointer walk (--unwind fp;
+// TestOracleGDBWholeStack is the CFI walk's): the stacks `unwindd stack`
+// takes (takeStacks, the function the command calls) of a C program built
+// with frame pointers, stopped in its spinning leaves, against gdb's backtrace of
 // the same process at the same point. Function names must match frame by
 // frame from the leaf up to the program's outermost function (main, or the
 // thread function worker), and so must the return addresses (gdb prints
@@ -111,7 +112,7 @@ func TestOracleGDB(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	r, err := takeStacks(ctx, zaptest.NewLogger(t), stackOptions{timeout: 10 * time.Second, maxDepth: x86_64.DefaultMaxDepth}, pid)
+	r, err := takeStacks(ctx, zaptest.NewLogger(t), stackOptions{timeout: 10 * time.Second, maxDepth: x86_64.DefaultMaxDepth, unwind: "fp"}, pid)
 	if errors.Is(err, fs.ErrPermission) {
 		testutil.Need(t, "ptrace", err.Error())
 	}

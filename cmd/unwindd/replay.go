@@ -14,8 +14,11 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
+	"github.com/unwindd/unwindd/arch/x86_64"
+	"github.com/unwindd/unwindd/host/config"
 	"github.com/unwindd/unwindd/host/pluginhost"
 	"github.com/unwindd/unwindd/host/replay"
+	"github.com/unwindd/unwindd/host/unwindinfo"
 )
 
 // perfPluginName is the default plugin's binary, looked for beside unwindd.
@@ -28,12 +31,14 @@ type replayOptions struct {
 	out        string
 	plugins    []string
 	cpuprofile string
+	unwind     string
+	config     string
 }
 
 func newReplayCmd(a *app) *cobra.Command {
 	var o replayOptions
 	cmd := &cobra.Command{
-		Use:   "replay [--out DIR] [--plugin PATH]... FILE",
+		Use:   "replay [--config FILE] [--out DIR] [--unwind LIST] [--plugin PATH]... FILE",
 		Short: "Replay a perf.data file through the host into the plugins",
 		Long: `Replay a perf.data file (perf record's output) through the host: every
 sample and tracepoint becomes an event in a kernel entry, every entry's user
@@ -42,9 +47,11 @@ stack is walked from the recorded registers and stack copy (perf record
 and the plugins get both, as they would live. unwindd exits when every
 plugin has acknowledged everything, and prints a summary.
 
-The plugins are the perf plugin (` + perfPluginName + `, found beside the
-unwindd executable), or those given with --plugin. Each gets the config
-"out: DIR".`,
+The plugins are those of the deployment --config names (a YAML file, see
+configs/README.md), by default the embedded one (unwindd config default):
+the perf plugin, ` + perfPluginName + `, found beside the unwindd executable.
+--out and --unwind override the deployment's output and unwind keys.
+--plugin replaces its plugins: each binary given gets the config "out: DIR".`,
 		Example: `  perf record -e cpu-clock -F 999 --call-graph dwarf -o perf.data -- ./prog
   unwindd replay --out out perf.data`,
 		Args: func(cmd *cobra.Command, args []string) error {
@@ -61,8 +68,10 @@ unwindd executable), or those given with --plugin. Each gets the config
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.out, "out", "unwindd-out", "directory the plugins write their output to")
+	f.StringVar(&o.config, "config", "", "deployment file (YAML); default: the embedded one")
+	f.StringVar(&o.out, "out", "unwindd-out", "directory the plugins write their output to (default: the deployment's output)")
 	f.StringArrayVar(&o.plugins, "plugin", nil, "a plugin binary to replay into instead of the perf plugin (repeatable)")
+	f.StringVar(&o.unwind, "unwind", "sframe,cfi,fp", "unwind methods in priority order (sframe, cfi, fp), e.g. fp alone")
 	f.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the replay to this file (for go tool pprof)")
 	_ = f.MarkHidden("cpuprofile")
 	return cmd
@@ -76,14 +85,14 @@ func runReplay(cmd *cobra.Command, a *app, o replayOptions, path string) error {
 	if !st.Mode().IsRegular() && st.Mode()&fs.ModeNamedPipe == 0 {
 		return fmt.Errorf("replay: %s is not a file", path)
 	}
-	specs, err := pluginSpecs(o)
+	specs, methods, err := replaySetup(cmd, &o)
 	if err != nil {
 		return err
 	}
 	if err := os.MkdirAll(o.out, 0o755); err != nil {
 		return fmt.Errorf("replay: %w", err)
 	}
-	ro := replay.Options{Plugins: specs, Manager: pluginhost.Options{HostVersion: "unwindd"}}
+	ro := replay.Options{Plugins: specs, Manager: pluginhost.Options{HostVersion: "unwindd"}, Unwind: methods}
 	var prog *progress
 	if st.Size() >= progressMin && isTerminal(a.stderr) {
 		prog = &progress{w: a.stderr}
@@ -113,22 +122,51 @@ func runReplay(cmd *cobra.Command, a *app, o replayOptions, path string) error {
 	return err
 }
 
-// pluginSpecs returns the plugins to start: those of --plugin, or the perf
-// plugin beside the executable.
+// replaySetup reads the deployment (--config, or the embedded default) and
+// applies the flags to it: --out and --unwind override its keys, --plugin
+// replaces its plugins. It sets o.out to the output directory in effect.
+func replaySetup(cmd *cobra.Command, o *replayOptions) ([]pluginhost.Spec, []x86_64.FrameType, error) {
+	flags := cmd.Flags()
+	if len(o.plugins) > 0 && o.config != "" {
+		return nil, nil, usageError{errors.New("replay: --plugin replaces the deployment's plugins; give it or --config, not both")}
+	}
+	cfg := config.Default()
+	if o.config != "" {
+		var err error
+		if cfg, err = config.Load(o.config); err != nil {
+			return nil, nil, wrapConfigError(err)
+		}
+	}
+	if flags.Changed("out") {
+		cfg.Output = o.out
+	}
+	o.out = cfg.Output
+	unwind := o.unwind
+	if !flags.Changed("unwind") {
+		var names []string
+		for _, m := range cfg.Unwind {
+			names = append(names, string(m))
+		}
+		unwind = strings.Join(names, ",")
+	}
+	methods, err := unwindinfo.ParseMethods(unwind)
+	if err != nil {
+		return nil, nil, usageError{fmt.Errorf("replay: --unwind: %w", err)}
+	}
+	var specs []pluginhost.Spec
+	if len(o.plugins) > 0 {
+		specs, err = pluginSpecs(*o)
+	} else {
+		specs, err = deploymentSpecs(cfg)
+	}
+	return specs, methods, err
+}
+
+// pluginSpecs returns the plugins of --plugin, each with the config
+// "out: DIR".
 func pluginSpecs(o replayOptions) ([]pluginhost.Spec, error) {
 	config := []byte("out: " + o.out + "\n")
 	paths := o.plugins
-	if len(paths) == 0 {
-		exe, err := os.Executable()
-		if err != nil {
-			return nil, fmt.Errorf("replay: find the perf plugin: %w", err)
-		}
-		p := filepath.Join(filepath.Dir(exe), perfPluginName)
-		if _, err := os.Stat(p); err != nil {
-			return nil, fmt.Errorf("replay: the perf plugin is not beside unwindd (%w); build it (make build) or give --plugin", err)
-		}
-		paths = []string{p}
-	}
 	var specs []pluginhost.Spec
 	seen := map[string]int{}
 	for _, p := range paths {

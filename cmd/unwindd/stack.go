@@ -16,6 +16,7 @@ import (
 	"github.com/unwindd/unwindd/host/procfs"
 	"github.com/unwindd/unwindd/host/ptrace"
 	"github.com/unwindd/unwindd/host/symbolize"
+	"github.com/unwindd/unwindd/host/unwindinfo"
 )
 
 type stackOptions struct {
@@ -23,6 +24,7 @@ type stackOptions struct {
 	after    time.Duration
 	timeout  time.Duration
 	maxDepth int
+	unwind   string
 }
 
 func newStackCmd(a *app) *cobra.Command {
@@ -65,6 +67,7 @@ memory, and it runs on. With a command instead, unwindd starts it, waits
 	f.DurationVar(&o.after, "after", 100*time.Millisecond, "with a command: how long to let it run before taking its stacks")
 	f.DurationVar(&o.timeout, "timeout", 5*time.Second, "how long to wait for every thread to stop")
 	f.IntVar(&o.maxDepth, "max-depth", x86_64.DefaultMaxDepth, "most frames per thread")
+	f.StringVar(&o.unwind, "unwind", "sframe,cfi,fp", "unwind methods in priority order (sframe, cfi, fp), e.g. fp alone")
 	return cmd
 }
 
@@ -142,7 +145,15 @@ type report struct {
 // symbols of the mapped files. The command and its oracle test both take
 // stacks through it.
 func takeStacks(ctx context.Context, log *zap.Logger, o stackOptions, pid int) (*report, error) {
-	u, err := x86_64.New(x86_64.Options{MaxDepth: o.maxDepth})
+	methods, err := unwindinfo.ParseMethods(o.unwind)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("stack: --unwind: %w", err)}
+	}
+	steppers, fopts, err := unwindinfo.Steppers(methods)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("stack: --unwind: %w", err)}
+	}
+	u, err := x86_64.New(x86_64.Options{MaxDepth: o.maxDepth, Steppers: steppers})
 	if err != nil {
 		return nil, err
 	}
@@ -150,7 +161,7 @@ func takeStacks(ctx context.Context, log *zap.Logger, o stackOptions, pid int) (
 	defer tr.Close()
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
-	st, err := tr.Stacks(ctx, pid, u)
+	st, err := tr.Stacks(ctx, pid, u, unwindinfo.NewFiles(fopts, log))
 	if err != nil {
 		return nil, err
 	}

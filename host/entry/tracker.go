@@ -96,7 +96,8 @@ type Options struct {
 	Spaces *Spaces
 	// Tables, if set, gives the unwind tables of process pid (see package
 	// unwindinfo); each new task gets its process's. Nil: none, and only
-	// methods that need no table (frame pointers) walk.
+	// methods that need no table (frame pointers) walk. A table with an
+	// Invalidate method is told when its process's mappings change.
 	Tables func(pid int32) x86_64.Table
 }
 
@@ -207,6 +208,7 @@ func (tr *Tracker) Fork(pid, ppid, tid, ptid int32) {
 	}
 	if pid != ppid {
 		tr.spaces.fork(ppid, pid)
+		tr.invalidate(pid)
 	}
 	th := tr.thread(pid, tid)
 	th.pid = pid
@@ -247,7 +249,16 @@ func (tr *Tracker) Exit(pid, tid int32) {
 // Mmap records a mapping of process pid.
 func (tr *Tracker) Mmap(pid int32, m Mapping) {
 	tr.spaces.insert(pid, m)
+	tr.invalidate(pid)
 	tr.stats.Mmaps++
+}
+
+// invalidate tells pid's unwind tables, if they cache what they resolved
+// (unwindinfo.Process does), that its mappings changed.
+func (tr *Tracker) invalidate(pid int32) {
+	if tab, ok := tr.ptables[pid].(interface{ Invalidate() }); ok {
+		tab.Invalidate()
+	}
 }
 
 // Lost ends the open entries of tids, or of every task when tids is empty:

@@ -9,6 +9,7 @@ import (
 
 	"github.com/unwindd/unwindd/arch/x86_64"
 	"github.com/unwindd/unwindd/host/procfs"
+	"github.com/unwindd/unwindd/host/unwindinfo"
 )
 
 // Stacks are the user stacks of every thread of a process, walked while it
@@ -36,7 +37,10 @@ type Stack struct {
 // (process_vm_readv through an [x86_64.ProcessMemory]), and detaches. A 32-bit
 // thread is not walked: its Stack has Err set; a process with no 64-bit thread
 // at all is an error matching [ErrCompat].
-func (t *Tracer) Stacks(ctx context.Context, pid int, u *x86_64.Unwinder) (st *Stacks, err error) {
+//
+// files, if not nil, gives the walk the unwind tables (SFrame, CFI) of the
+// files the process maps, from the maps read while it is stopped.
+func (t *Tracer) Stacks(ctx context.Context, pid int, u *x86_64.Unwinder, files *unwindinfo.Files) (st *Stacks, err error) {
 	p, err := t.Stop(ctx, pid)
 	if err != nil {
 		return nil, err
@@ -54,6 +58,10 @@ func (t *Tracer) Stacks(ctx context.Context, pid int, u *x86_64.Unwinder) (st *S
 	if err != nil {
 		return nil, fmt.Errorf("ptrace: %w", err)
 	}
+	var tab x86_64.Table
+	if files != nil {
+		tab = files.Process(MapsFinder(maps))
+	}
 	st = &Stacks{PID: p.PID, Maps: maps, Threads: make([]Stack, len(p.Threads)), Exited: p.Exited}
 	walked := 0
 	for i, th := range p.Threads {
@@ -70,11 +78,24 @@ func (t *Tracer) Stacks(ctx context.Context, pid int, u *x86_64.Unwinder) (st *S
 		}
 		// The process is stopped: memory read for one thread is still
 		// valid for the next, so the window is kept across threads.
-		u.Unwind(th.Regs, mem, &s.Trace)
+		u.UnwindTable(th.Regs, mem, tab, &s.Trace)
 		walked++
 	}
 	if walked == 0 {
 		return nil, fmt.Errorf("%w: pid %d has no 64-bit thread", ErrCompat, p.PID)
 	}
 	return st, nil
+}
+
+// MapsFinder finds addresses in maps, read from /proc/PID/maps, for
+// [unwindinfo.Files.Process]: executable file mappings only.
+func MapsFinder(maps procfs.Maps) unwindinfo.Finder {
+	return func(addr uint64) (unwindinfo.Mapping, bool) {
+		m, ok := maps.Find(addr)
+		if !ok || !m.Perms.Exec || !m.File() {
+			return unwindinfo.Mapping{}, false
+		}
+		return unwindinfo.Mapping{Start: m.Start, Limit: m.End, Offset: m.Offset, Path: m.Path,
+			Major: m.Major, Minor: m.Minor, Inode: m.Inode}, true
+	}
 }

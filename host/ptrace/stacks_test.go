@@ -27,7 +27,7 @@ func TestStacks(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	st, err := tr.Stacks(ctx, pid, u)
+	st, err := tr.Stacks(ctx, pid, u, nil)
 	if errors.Is(err, fs.ErrPermission) {
 		testutil.Need(t, "ptrace", err.Error())
 	}
@@ -67,7 +67,7 @@ func TestStacks(t *testing.T) {
 	if err := p.Detach(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tr.Stacks(ctx, 1<<30, u); !errors.Is(err, ErrNoProcess) {
+	if _, err := tr.Stacks(ctx, 1<<30, u, nil); !errors.Is(err, ErrNoProcess) {
 		t.Errorf("Stacks(no such pid) = %v, want ErrNoProcess", err)
 	}
 }

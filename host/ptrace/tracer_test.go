@@ -312,7 +312,7 @@ func TestStopCompat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := tr.Stacks(context.Background(), cmd.Process.Pid, u)
+	st, err := tr.Stacks(context.Background(), cmd.Process.Pid, u, nil)
 	if !errors.Is(err, ErrCompat) {
 		t.Errorf("Stacks of a 32-bit process = %+v, %v; want ErrCompat", st, err)
 	}

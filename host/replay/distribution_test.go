@@ -180,7 +180,7 @@ int main(void) { a(now() + 0.3); sink++; return 0; }
 func TestO2Distribution(t *testing.T) {
 	perf := needPerf(t)
 	exe := testutil.BuildC(t, "", "chain", o2Src, "-O2", "-g", "-fno-omit-frame-pointer")
-	rs, _ := replayFile(t, perfRecord(t, perf, exe, "dwarf"))
+	rs, _ := replayFileWith(t, perfRecord(t, perf, exe, "dwarf"), fpOnly)
 	checkDistribution(t, rs, perfScript(t, perf, perfRecord(t, perf, exe, "fp")), "main")
 }
 

@@ -56,6 +56,7 @@ type record struct {
 	Addrs    []uint64
 	Types    []string
 	Paths    []string
+	Offsets  []uint64
 	End      string
 	Fields   map[string]string
 }
@@ -268,7 +269,7 @@ func TestReplayMatchesPerfScript(t *testing.T) {
 					if tt.callGraph != "fp" {
 						data = perfRecord(t, perf, exe, tt.callGraph)
 					}
-					rs, dur := replayFile(t, data)
+					rs, dur := replayFileWith(t, data, fpOnly)
 					want := perfScript(t, perf, data)
 					leafOnly := prog.name == "go" && tt.callGraph == "dwarf"
 					same, typed, compared := 0, 0, 0
@@ -324,9 +325,17 @@ func TestReplayMatchesPerfScript(t *testing.T) {
 // wrote, with the replay's duration.
 func replayFile(t *testing.T, data string) ([]record, time.Duration) {
 	t.Helper()
+	return replayFileWith(t, data, nil)
+}
+
+// replayFileWith is replayFile with the unwind methods given (nil: the
+// default).
+func replayFileWith(t *testing.T, data string, methods []x86_64.FrameType) ([]record, time.Duration) {
+	t.Helper()
 	out := t.TempDir()
 	sum, err := Run(context.Background(), data, Options{
 		Plugins: []pluginhost.Spec{{Name: "replaytest", Path: testPlugin, Config: []byte("out: " + out + "\n")}},
+		Unwind:  methods,
 	}, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"github.com/unwindd/unwindd/host/perfdata"
 	"github.com/unwindd/unwindd/host/pluginhost"
 	"github.com/unwindd/unwindd/host/symbolize"
+	"github.com/unwindd/unwindd/host/unwindinfo"
 )
 
 // Options configure [Run]. Plugins is required; every other zero field
@@ -33,6 +34,11 @@ type Options struct {
 	Progress func(done, total int64)
 	// Shards is the engine's cookie shards; 0 means runtime.NumCPU().
 	Shards int
+	// Unwind lists the unwind methods in priority order; nil means
+	// unwindinfo.DefaultMethods (SFrame, CFI, frame pointers). Stacks the
+	// recording carries as callchains (perf record -g) are replayed as
+	// recorded whatever this says.
+	Unwind []x86_64.FrameType
 }
 
 // Summary is what a replay did.
@@ -64,10 +70,15 @@ func Run(ctx context.Context, path string, opts Options, log *zap.Logger) (*Summ
 	if f.FeatureErr != nil {
 		log.Warn("perf.data feature sections damaged", zap.Error(f.FeatureErr))
 	}
-	u, err := entry.NewUnwinder(x86_64.Options{})
+	steppers, fopts, err := unwindinfo.Steppers(opts.Unwind)
+	if err != nil {
+		return nil, fmt.Errorf("replay: %w", err)
+	}
+	u, err := entry.NewUnwinder(x86_64.Options{Steppers: steppers})
 	if err != nil {
 		return nil, err
 	}
+	files := unwindinfo.NewFiles(fopts, log)
 	eng, err := deferred.New(deferred.Options{Shards: opts.Shards, Unwinder: u})
 	if err != nil {
 		return nil, err
@@ -102,7 +113,7 @@ func Run(ctx context.Context, path string, opts Options, log *zap.Logger) (*Summ
 	if err := waitRunning(ctx, mgr, timeout); err != nil {
 		return finish(err)
 	}
-	tr, err := entry.New(eng, mgr.Dispatcher(), entry.Options{Spaces: spaces}, log)
+	tr, err := entry.New(eng, mgr.Dispatcher(), entry.Options{Spaces: spaces, Tables: Tables(spaces, files)}, log)
 	if err != nil {
 		return finish(err)
 	}
@@ -113,6 +124,21 @@ func Run(ctx context.Context, path string, opts Options, log *zap.Logger) (*Summ
 		err = fmt.Errorf("replay %s: %w", path, err)
 	}
 	return finish(err)
+}
+
+// Tables returns the per-process unwind tables of the processes in spaces,
+// for [entry.Options].
+func Tables(spaces *entry.Spaces, files *unwindinfo.Files) func(pid int32) x86_64.Table {
+	return func(pid int32) x86_64.Table {
+		return files.Process(func(addr uint64) (unwindinfo.Mapping, bool) {
+			m, ok := spaces.Find(pid, addr)
+			if !ok || !m.Exec {
+				return unwindinfo.Mapping{}, false
+			}
+			return unwindinfo.Mapping{Start: m.Start, Limit: m.Limit, Offset: m.Offset, Path: m.Path,
+				BuildID: m.BuildID, Major: m.Major, Minor: m.Minor, Inode: m.Inode}, true
+		})
+	}
 }
 
 // waitRunning waits until every plugin runs. A plugin that crashes before

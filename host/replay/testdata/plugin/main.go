@@ -29,6 +29,7 @@ type Record struct {
 	Addrs    []uint64
 	Types    []string
 	Paths    []string
+	Offsets  []uint64 // file offset of each address in its mapping (0: unmapped)
 	End      string
 	Fields   map[string]string
 }
@@ -90,11 +91,12 @@ func (t *tracer) Stack(_ context.Context, s sdk.Stack) error {
 			r.Funcs = append(r.Funcs, f.Function)
 			r.Addrs = append(r.Addrs, f.Addr)
 			r.Types = append(r.Types, f.Type.String())
-			p := ""
+			p, off := "", uint64(0)
 			if f.Mapping != nil {
-				p = f.Mapping.Path
+				p, off = f.Mapping.Path, f.Addr-f.Mapping.Start+f.Mapping.Offset
 			}
 			r.Paths = append(r.Paths, p)
+			r.Offsets = append(r.Offsets, off)
 		}
 		t.done = append(t.done, r)
 	}

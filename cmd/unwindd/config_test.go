@@ -1,0 +1,112 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/unwindd/unwindd/configs"
+)
+
+// buildPerfPlugin builds the perf plugin into a temporary directory.
+func buildPerfPlugin(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "unwindd-plugin-perf")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../plugins/perf").CombinedOutput(); err != nil {
+		t.Fatalf("build the perf plugin: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func writeFile(t *testing.T, dir, name, text string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestConfigDefault(t *testing.T) {
+	code, out, errOut := runCLI(t, "config", "default")
+	if code != 0 || out != string(configs.Default()) {
+		t.Errorf("config default: exit %d, stderr %q; printed %d bytes, want the embedded %d", code, errOut, len(out), len(configs.Default()))
+	}
+}
+
+// TestConfigCheck checks deployments through the command: the schema's
+// mistakes and the plugin's own (the perf plugin refusing keys of its
+// block) come out at their file:line:col, with the source line.
+func TestConfigCheck(t *testing.T) {
+	perf := buildPerfPlugin(t)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out")
+	deploy := func(block string) string {
+		return fmt.Sprintf("output: %s\nplugins:\n  - name: perf\n    path: %s\n    config:\n      out: %s\n%s", out, perf, out, block)
+	}
+	for _, tt := range []struct {
+		name, text string
+		code       int
+		want       []string // in stdout (code 0) or stderr
+	}{
+		{"good", deploy("      hz: 99\n"), 0, []string{"good.yaml: ok (1 plugins)"}},
+		{"plugin refuses keys", deploy("      hz: fast\n      bogus: 1\n"), 1, []string{
+			"plugin refuses keys.yaml:7:11: plugins[0].config.hz: want an integer from 1 to 100000, got \"fast\"",
+			"    7 |       hz: fast\n      |           ^",
+			"plugin refuses keys.yaml:8:14: plugins[0].config.bogus: unknown key",
+		}},
+		{"schema mistakes", "outptu: x\nplugins:\n  - name: Perf!\n    path: /nonexistent/plugin\n    outbox: big\n", 1, []string{
+			"schema mistakes.yaml:1:1: outptu: unknown key",
+			"schema mistakes.yaml:3:11: plugins[0].name:",
+			"schema mistakes.yaml:5:13: plugins[0].outbox: want",
+		}},
+		{"missing binary", "plugins:\n  - name: x\n    path: /nonexistent/plugin\n", 1, []string{
+			"missing binary.yaml:3:11: plugins[0].path:",
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			file := writeFile(t, dir, tt.name+".yaml", tt.text)
+			code, stdout, stderr := runCLI(t, "--log-level", "error", "config", "check", file)
+			got := stdout
+			if tt.code != 0 {
+				got = stderr
+			}
+			if code != tt.code {
+				t.Fatalf("exit %d, want %d\nstdout %s\nstderr %s", code, tt.code, stdout, stderr)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(got, filepath.Join(dir, "")+"/"+w) && !strings.Contains(got, w) {
+					t.Errorf("output lacks %q:\n%s", w, got)
+				}
+			}
+		})
+	}
+}
+
+// TestReplayConfig replays through a deployment file: its perf plugin
+// writes the three files to the deployment's output directory.
+func TestReplayConfig(t *testing.T) {
+	perf := buildPerfPlugin(t)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out")
+	file := writeFile(t, dir, "deploy.yaml", fmt.Sprintf("output: %s\nunwind: [fp]\nplugins:\n  - name: perf\n    path: %s\n    config: {out: %s}\n", out, perf, out))
+	code, stdout, stderr := runCLI(t, "replay", "--log-level", "warn", "--config", file, dwarfData)
+	if code != 0 {
+		t.Fatalf("exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
+	}
+	for _, f := range []string{"profile.pb.gz", "stacks.folded", "perf.script.txt"} {
+		if st, err := os.Stat(filepath.Join(out, f)); err != nil || st.Size() == 0 {
+			t.Errorf("%s: %v (size %v)", f, err, st)
+		}
+	}
+	if !strings.Contains(stdout, "plugin perf (stopped)") {
+		t.Errorf("summary lacks the perf plugin:\n%s", stdout)
+	}
+	// --plugin and --config exclude each other.
+	if code, _, stderr := runCLI(t, "replay", "--config", file, "--plugin", perf, dwarfData); code != 2 || !strings.Contains(stderr, "not both") {
+		t.Errorf("--config with --plugin: exit %d, stderr %q", code, stderr)
+	}
+}
