@@ -370,8 +370,9 @@ func TestDebugFrame(t *testing.T) {
 // TestRuleSize pins the size Table.Size counts per distinct rule.
 func TestRuleSize(t *testing.T) {
 	tab := mustParse(t, twoFDEs())
-	if want := tab.Len()*6 + (tab.Rules()+1)*16; tab.Size() != want {
-		t.Errorf("Size() = %d, want %d (6 bytes a row, 16 a rule)", tab.Size(), want)
+	// One 64 KiB page: two page bounds.
+	if want := tab.Len()*4 + 2*4 + (tab.Rules()+1)*16; tab.Size() != want {
+		t.Errorf("Size() = %d, want %d (4 bytes a row, 4 a page bound, 16 a rule)", tab.Size(), want)
 	}
 }
 

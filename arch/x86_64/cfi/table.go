@@ -7,6 +7,7 @@ import (
 	"iter"
 	"math"
 	"slices"
+	"sort"
 	"unsafe"
 
 	"github.com/unwindd/unwindd/arch/x86_64"
@@ -15,14 +16,23 @@ import (
 // Table is the unwind rows of one ELF file, sorted by pc: what its CFI says
 // for every pc its FDEs cover. It is immutable and safe for concurrent use.
 type Table struct {
-	// Row i covers the pcs [base+starts[i], base+starts[i+1]); the last
+	// Row i covers the pcs [base+start(i), base+start(i+1)); the last
 	// row, which marks where the last FDE ends, has no rule. Adjacent rows
 	// never repeat a rule.
-	base   uint64
-	starts []uint32
-	ids    []uint16      // row i's rule is rules[ids[i]]
-	rules  []x86_64.Rule // each distinct rule once; rules[0] is the zero Rule: no rule
-	stats  Stats
+	//
+	// A row's start offset is split in two, as the kernel's ORC lookup
+	// table does: rows are grouped by the 64 KiB page of their start, the
+	// rows of page p are lows[pages[p]:pages[p+1]], and each keeps only its
+	// low 16 bits. A row costs 4 bytes (2 for the start, 2 for its rule's
+	// index), a page 4: libc's table is smaller than its .eh_frame.
+	base  uint64
+	lows  []uint16
+	pages []uint32      // len(pages) = pages spanned + 1
+	ids   []uint16      // row i's rule is rules[ids[i]]
+	rules []x86_64.Rule // each distinct rule once; rules[0] is the zero Rule: no rule
+	stats Stats
+
+	starts []uint32 // the row starts while the table is built; nil after
 }
 
 // Stats counts what building a [Table] found besides its rows.
@@ -70,41 +80,57 @@ type Row struct {
 // there. It does not allocate.
 func (t *Table) Lookup(pc uint64) (r x86_64.Rule, ok bool) {
 	off := pc - t.base
-	if pc < t.base || off > math.MaxUint32 || len(t.starts) == 0 {
+	if pc < t.base || off > math.MaxUint32 || len(t.lows) == 0 {
 		return r, false
 	}
-	// The last row whose start is <= off.
-	s, o := t.starts, uint32(off)
-	lo, n := 0, len(s)
-	for n > 1 {
-		// Branch-free: a branch on the comparison is mispredicted half
-		// the time, and Go compiles none of its spellings to a
-		// conditional move. mask is -1 when s[lo+half] > o, else 0.
-		half := n / 2
-		mask := int((int64(o) - int64(s[lo+half])) >> 63)
-		lo += half &^ mask
-		n -= half
+	o := uint32(off)
+	p := int(o >> 16)
+	var i int
+	if p+1 >= len(t.pages) {
+		i = len(t.lows) - 1 // past the last page: the last row (no rule)
+	} else {
+		// The last row of page p at or below o's low bits; if none, the
+		// last row before the page.
+		lo, n := int(t.pages[p]), int(t.pages[p+1]-t.pages[p])
+		low := int64(o & 0xffff)
+		if n == 0 || int64(t.lows[lo]) > low {
+			i = lo - 1
+		} else {
+			// A branch-free binary search (a sign mask, not a branch the
+			// predictor misses half the time).
+			s := t.lows[lo : lo+n]
+			b := 0
+			for n > 1 {
+				half := n / 2
+				mask := int((low - int64(s[b+half])) >> 63)
+				b += half &^ mask
+				n -= half
+			}
+			i = lo + b
+		}
 	}
-	if s[lo] > o {
+	if i < 0 {
 		return r, false
 	}
-	id := t.ids[lo]
+	id := t.ids[i]
 	return t.rules[id], id != 0
 }
 
 // Len reports the table's rows, counting those that mark gaps and the end
 // of the last FDE.
-func (t *Table) Len() int { return len(t.starts) }
+func (t *Table) Len() int { return len(t.lows) }
 
 // Row returns row i, 0 <= i < [Table.Len].
 func (t *Table) Row(i int) Row {
-	return Row{Start: t.base + uint64(t.starts[i]), Rule: t.rules[t.ids[i]]}
+	// The page of row i: the last p with pages[p] <= i.
+	p := sort.Search(len(t.pages), func(p int) bool { return int(t.pages[p]) > i }) - 1
+	return Row{Start: t.base + uint64(p)<<16 + uint64(t.lows[i]), Rule: t.rules[t.ids[i]]}
 }
 
 // All yields the rows in pc order.
 func (t *Table) All() iter.Seq[Row] {
 	return func(yield func(Row) bool) {
-		for i := range t.starts {
+		for i := range t.lows {
 			if !yield(t.Row(i)) {
 				return
 			}
@@ -117,7 +143,7 @@ func (t *Table) Rules() int { return max(len(t.rules)-1, 0) }
 
 // Size reports the bytes the table holds in its rows and rules.
 func (t *Table) Size() int {
-	return len(t.starts)*4 + len(t.ids)*2 + len(t.rules)*int(unsafe.Sizeof(x86_64.Rule{}))
+	return len(t.lows)*2 + len(t.pages)*4 + len(t.ids)*2 + len(t.rules)*int(unsafe.Sizeof(x86_64.Rule{}))
 }
 
 // Stats reports what building the table skipped.
@@ -242,8 +268,23 @@ func build(secs []*section, code []span) (*Table, error) {
 		}
 		b.add(f.end, 0)
 	}
-	// Exact-size copies: the table lives long, the append slack need not.
-	t.starts = slices.Clone(t.starts)
+	// The two-level form of the starts, and exact-size copies: the table
+	// lives long, the append slack need not.
+	t.lows = make([]uint16, len(t.starts))
+	t.pages = make([]uint32, int(t.starts[len(t.starts)-1]>>16)+2)
+	for i, st := range t.starts {
+		t.lows[i] = uint16(st)
+	}
+	p := 0
+	for i, st := range t.starts {
+		for ; p <= int(st>>16); p++ {
+			t.pages[p] = uint32(i)
+		}
+	}
+	for ; p < len(t.pages); p++ {
+		t.pages[p] = uint32(len(t.starts))
+	}
+	t.starts = nil
 	t.ids = slices.Clone(t.ids)
 	t.rules = slices.Clone(t.rules)
 	return t, nil
