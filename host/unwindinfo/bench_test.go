@@ -68,20 +68,27 @@ func takeSnapshot(b *testing.B, flags ...string) snapshot {
 // BenchmarkWalk walks one real stack snapshot (deepSrc stopped in spin:
 // 33 frames, libc's included) with each method alone and all together,
 // beside the frame-pointer walk of the same snapshot; frames/s counts the
-// frames each walk records.
+// frames each walk records. The plain variants walk pcs the process's rule
+// memo has seen (as a profile does, sample after sample); the nomemo ones
+// look every frame up in the file's table.
 func BenchmarkWalk(b *testing.B) {
 	s := takeSnapshot(b, "-O2", "-fno-omit-frame-pointer", "-Wa,--gsframe")
-	files := unwindinfo.NewFiles(unwindinfo.Options{}, nil)
-	tab := files.Process(ptrace.MapsFinder(s.maps))
+	memo := unwindinfo.NewFiles(unwindinfo.Options{}, nil).Process(ptrace.MapsFinder(s.maps))
+	nomemo := unwindinfo.NewFiles(unwindinfo.Options{NoMemo: true}, nil).Process(ptrace.MapsFinder(s.maps))
 	for _, bc := range []struct {
 		name    string
 		methods []x86_64.FrameType
+		tab     *unwindinfo.Process
 	}{
-		{"fp", []x86_64.FrameType{x86_64.TypeFramePointer}},
-		{"sframe", []x86_64.FrameType{x86_64.TypeSFrame}},
-		{"cfi", []x86_64.FrameType{x86_64.TypeCFI}},
-		{"sframe,cfi,fp", nil},
+		{"fp", []x86_64.FrameType{x86_64.TypeFramePointer}, memo},
+		{"sframe", []x86_64.FrameType{x86_64.TypeSFrame}, memo},
+		{"cfi", []x86_64.FrameType{x86_64.TypeCFI}, memo},
+		{"sframe,cfi,fp", nil, memo},
+		{"sframe-nomemo", []x86_64.FrameType{x86_64.TypeSFrame}, nomemo},
+		{"cfi-nomemo", []x86_64.FrameType{x86_64.TypeCFI}, nomemo},
+		{"sframe,cfi,fp-nomemo", nil, nomemo},
 	} {
+		tab := bc.tab
 		b.Run(bc.name, func(b *testing.B) {
 			st, _, err := unwindinfo.Steppers(bc.methods)
 			if err != nil {

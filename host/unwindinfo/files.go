@@ -38,6 +38,9 @@ type Options struct {
 	// NoSFrame and NoCFI turn a kind of table off: its lookups find
 	// nothing and its sections are never read.
 	NoSFrame, NoCFI bool
+	// NoMemo turns off each Process's rule memo: every frame is then
+	// looked up in the file's table (what a first sight of a pc costs).
+	NoMemo bool
 }
 
 // Files caches the unwind tables of mapped files, one [Object] per file.
@@ -202,13 +205,27 @@ func (f *Files) Process(find Finder) *Process {
 
 // Process is the unwind table ([x86_64.Table]) of one process. It caches
 // each mapping it resolved (the range, the file's object, the offset from a
-// pc to the file's address), so that a frame costs a scan of a few ranges
-// and the table's own lookup; [Process.Invalidate] drops the cache when the
-// process's mappings change. It is safe for concurrent use.
+// pc to the file's address), and each rule it looked up by pc in a small
+// direct-mapped memo: a profile walks the same return addresses again and
+// again, and a memo hit costs one atomic load and a compare instead of a
+// table search. [Process.Invalidate] drops both when the process's mappings
+// change. It is safe for concurrent use; a memo miss allocates one small
+// entry.
 type Process struct {
 	files *Files
 	find  Finder
 	cache atomic.Pointer[[]resolved] // immutable once stored
+	memo  atomic.Pointer[[memoSlots]atomic.Pointer[memoEntry]]
+}
+
+// memoSlots is the size of a Process's rule memo (8 KiB of pointers).
+const memoSlots = 1 << 10
+
+// memoEntry is a rule looked up for one (method, pc); immutable.
+type memoEntry struct {
+	key  uint64 // pc<<2 | method
+	rule x86_64.Rule
+	ok   bool
 }
 
 // resolved is one mapping a Process looked up: pcs in [start, limit) are
@@ -223,25 +240,60 @@ const maxResolved = 64
 
 var _ x86_64.Table = (*Process)(nil)
 
-// Invalidate drops what p resolved: the process's mappings changed (mmap,
-// munmap, exec).
-func (p *Process) Invalidate() { p.cache.Store(nil) }
+// Invalidate drops what p resolved and memoized: the process's mappings
+// changed (mmap, munmap, exec).
+func (p *Process) Invalidate() {
+	// The cache before the memo: a Rule that sees the new (empty) memo
+	// loads the cache after this, and cannot memoize a stale rule in it.
+	p.cache.Store(nil)
+	p.memo.Store(nil)
+}
 
 // Rule returns the rule of method typ for pc.
 func (p *Process) Rule(typ x86_64.FrameType, pc uint64) (x86_64.Rule, bool) {
+	key := pc<<2 | uint64(typ&3)
+	slot := (key * 0x9e3779b97f4a7c15) >> (64 - 10) // Fibonacci hashing onto memoSlots
+	if p.files.opts.NoMemo {
+		return p.lookup(typ, pc)
+	}
+	memo := p.memo.Load()
+	if memo != nil {
+		if e := memo[slot].Load(); e != nil && e.key == key {
+			return e.rule, e.ok
+		}
+	}
+	r, ok := p.lookup(typ, pc)
+	if pc>>62 == 0 && typ <= 3 { // the key is exact
+		if memo == nil {
+			memo = new([memoSlots]atomic.Pointer[memoEntry])
+			if !p.memo.CompareAndSwap(nil, memo) {
+				return r, ok // invalidated meanwhile, or another walk made one
+			}
+		}
+		memo[slot].Store(&memoEntry{key: key, rule: r, ok: ok})
+	}
+	return r, ok
+}
+
+// lookup is Rule without the memo.
+func (p *Process) lookup(typ x86_64.FrameType, pc uint64) (x86_64.Rule, bool) {
+	var r resolved
+	found := false
 	if c := p.cache.Load(); c != nil {
 		for i := range *c {
-			r := &(*c)[i]
-			if pc >= r.start && pc < r.limit {
-				if r.obj == nil {
-					return x86_64.Rule{}, false
-				}
-				return r.obj.Rule(typ, pc+r.adj)
+			if e := &(*c)[i]; pc >= e.start && pc < e.limit {
+				r, found = *e, true
+				break
 			}
 		}
 	}
-	r, ok := p.resolve(pc)
-	if !ok || r.obj == nil {
+	if !found {
+		var ok bool
+		if r, ok = p.resolve(pc); !ok {
+			return x86_64.Rule{}, false
+		}
+	}
+	if r.obj == nil {
 		return x86_64.Rule{}, false
 	}
 	return r.obj.Rule(typ, pc+r.adj)

@@ -3,8 +3,10 @@ package unwindinfo
 import (
 	"debug/elf"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"reflect"
+	"sync"
 	"testing"
 
 	"github.com/unwindd/unwindd/arch/x86_64"
@@ -180,4 +182,55 @@ func mustHex(t *testing.T, s string) []byte {
 		t.Fatalf("build-id %q: %v", s, err)
 	}
 	return b
+}
+
+// TestProcessMemoConcurrent looks rules up from several goroutines while
+// another invalidates the process again and again: every answer must be
+// the one the file's table gives (run under -race).
+func TestProcessMemoConcurrent(t *testing.T) {
+	exe := testutil.BuildC(t, "", "prog", progSrc, "-O2")
+	const base = 0x7000_0000_0000
+	m := Mapping{Start: base, Limit: base + 1<<16, Path: exe}
+	find := func(addr uint64) (Mapping, bool) { return m, addr >= m.Start && addr < m.Limit }
+	want := NewFiles(Options{NoMemo: true}, nil).Process(find)
+	proc := NewFiles(Options{}, nil).Process(find)
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				proc.Invalidate()
+			}
+		}
+	}()
+	errs := make(chan string, 4)
+	var workers sync.WaitGroup
+	for w := range 4 {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			for i := range 20000 {
+				pc := base + uint64((i*7919+w*131)%(1<<16))
+				typ := []x86_64.FrameType{x86_64.TypeSFrame, x86_64.TypeCFI}[i%2]
+				r, ok := proc.Rule(typ, pc)
+				wr, wok := want.Rule(typ, pc)
+				if r != wr || ok != wok {
+					errs <- fmt.Sprintf("Rule(%v, %#x) = %v, %v; the table says %v, %v", typ, pc, r, ok, wr, wok)
+					return
+				}
+			}
+		}()
+	}
+	workers.Wait()
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
 }
