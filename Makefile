@@ -82,6 +82,8 @@ test: deps vet
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzUnwind$$' -fuzztime $(FUZZTIME) ./arch/x86_64/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./arch/x86_64/sframe/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./arch/x86_64/cfi/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./host/config/
 	$(GO) test -run '^$$' -fuzz '^FuzzBatch$$' -fuzztime $(FUZZTIME) ./sdk/
 	$(GO) test -run '^$$' -fuzz '^FuzzPerfData$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 3s ./host/perfdata/
 
@@ -90,6 +92,8 @@ bench:
 	$(GO) test -run '^$$' -bench 'AtomicOr|Request|Entry' -benchmem -count 5 ./host/deferred/
 	$(GO) test -run '^$$' -bench 'Unwind' -benchmem -count 5 ./arch/x86_64/
 	$(GO) test -run '^$$' -bench 'Lookup' -benchmem -count 5 ./arch/x86_64/sframe/
+	$(GO) test -run '^$$' -bench 'Build|Lookup' -benchmem -count 5 ./arch/x86_64/cfi/
+	$(GO) test -run '^$$' -bench 'Walk' -benchmem -count 5 ./host/unwindinfo/
 	$(GO) test -run '^$$' -bench 'Deliver|RawGRPC|Startup|Latency' -benchmem -count 3 ./host/pluginhost/
 
 # `unwindd replay` beside `perf script` on the same recordings of the demo

@@ -21,8 +21,10 @@ import (
 // the function, from the ELF symbols of the file at the mapping's path on
 // this machine. A file whose local build-id differs from the recorded one
 // is not the file that ran: its addresses get the mapping but no function.
-// Pseudo-files ([vdso], [stack], //anon) and anonymous memory get no
-// function either.
+// The [vdso] is named from unwindd's own vDSO, the one the kernel maps into
+// every process, when its build-id is the recorded one (or none was
+// recorded). Other pseudo-files ([stack], //anon) and anonymous memory get
+// no function.
 //
 // # Return addresses
 //
@@ -76,7 +78,8 @@ func (r *Resolver) Resolve(pid int32, pc uint64, ret bool) pluginhost.Location {
 		recorded = r.byPath[m.Path]
 		loc.Mapping.BuildID = string(recorded)
 	}
-	if !strings.HasPrefix(m.Path, "/") || strings.HasPrefix(m.Path, "//") || r.sym == nil {
+	vdso := m.Path == procfs.VDSOPath
+	if !vdso && (!strings.HasPrefix(m.Path, "/") || strings.HasPrefix(m.Path, "//")) || r.sym == nil {
 		return loc
 	}
 	if len(recorded) > 0 && !sameBuildID(recorded, r.localBuildID(m.Path)) {
@@ -102,7 +105,11 @@ func (r *Resolver) localBuildID(path string) string {
 		return id
 	}
 	id := ""
-	if f, err := os.Open(path); err == nil {
+	if path == procfs.VDSOPath {
+		if img, err := procfs.VDSO(); err == nil {
+			id, _ = symbolize.BuildID(bytes.NewReader(img))
+		}
+	} else if f, err := os.Open(path); err == nil {
 		id, _ = symbolize.BuildID(f)
 		f.Close()
 	}

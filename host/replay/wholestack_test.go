@@ -95,6 +95,10 @@ func TestReplayWholeStacks(t *testing.T) {
 				for _, r := range rs {
 					if len(r.Paths) > 1 && r.Paths[0] == "[vdso]" {
 						inVDSO++
+						// Named from unwindd's own vDSO, as perf script names it.
+						if f := r.Funcs[0]; f != "__vdso_clock_gettime" && f != "clock_gettime" && inVDSO < 5 {
+							t.Errorf("a vDSO leaf is named %q, want __vdso_clock_gettime", f)
+						}
 					}
 				}
 				t.Logf("%d of %d samples have their leaf in the vDSO", inVDSO, len(rs))

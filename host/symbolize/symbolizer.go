@@ -1,6 +1,7 @@
 package symbolize
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -67,8 +68,11 @@ func New(opts Options, log *zap.Logger) *Symbolizer {
 // no symbol of the file holds the address. The error says why the file
 // could not be read; it is remembered, and returned again for later lookups
 // in the same file.
+//
+// The [vdso] mapping is named from unwindd's own vDSO (procfs.VDSO): the
+// kernel maps the same one into every process.
 func (s *Symbolizer) Lookup(m procfs.Mapping, addr uint64) (sym Symbol, ok bool, err error) {
-	if !m.File() || addr < m.Start || addr >= m.End {
+	if !m.File() && m.Path != procfs.VDSOPath || addr < m.Start || addr >= m.End {
 		return Symbol{}, false, nil
 	}
 	tab, err := s.table(m)
@@ -91,7 +95,15 @@ func (s *Symbolizer) table(m procfs.Mapping) (*Table, error) {
 	if e, ok := s.tables[key]; ok {
 		return e.tab, e.err
 	}
-	tab, err := s.readTable(m.Path)
+	var (
+		tab *Table
+		err error
+	)
+	if m.Path == procfs.VDSOPath {
+		tab, err = readVDSOTable()
+	} else {
+		tab, err = s.readTable(m.Path)
+	}
 	if err != nil {
 		s.log.Debug("symbol table unreadable", zap.String("path", m.Path), zap.Error(err))
 	} else {
@@ -99,6 +111,15 @@ func (s *Symbolizer) table(m procfs.Mapping) (*Table, error) {
 	}
 	s.tables[key] = entry{tab: tab, err: err}
 	return tab, err
+}
+
+// readVDSOTable reads the Table of this process's vDSO image.
+func readVDSOTable() (*Table, error) {
+	img, err := procfs.VDSO()
+	if err != nil {
+		return nil, fmt.Errorf("symbolize: %w", err)
+	}
+	return NewTable(bytes.NewReader(img))
 }
 
 // readTable reads the Table of the file at path, with the symbols of its
