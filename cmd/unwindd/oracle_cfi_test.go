@@ -84,6 +84,16 @@ func TestOracleGDBWholeStack(t *testing.T) {
 	cmd := testutil.Start(t, exe)
 	pid := cmd.Process.Pid
 	waitInRead(t, pid)
+	// The main thread wrote its "r" and then only spins: once it has run
+	// in user mode since, it is out of write(2), and stays where gdb will
+	// find it. (/proc's syscall file cannot tell: a thread preempted
+	// inside write is "running" there.)
+	for u, deadline := utime(t, pid, pid), time.Now().Add(10*time.Second); utime(t, pid, pid) < u+2; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the main thread of pid %d did not run in user mode for 10s", pid)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
