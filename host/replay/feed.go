@@ -45,14 +45,35 @@ const (
 // an error in the file, or ctx's end, then ends every open entry
 // ([entry.Tracker.Flush]). It returns what it read and why it stopped early.
 func Feed(ctx context.Context, f *perfdata.File, tr *entry.Tracker, opts FeedOptions) (FeedStats, error) {
+	start, total := f.Header.Data.Offset, int64(f.Header.Data.Size)
+	var progress func(*perfdata.Record)
+	if opts.Progress != nil {
+		progress = func(rec *perfdata.Record) { opts.Progress(clamp(rec.Offset-int64(start), total), total) }
+		defer opts.Progress(total, total)
+	}
+	return feed(ctx, f.Records(), tr, opts, progress)
+}
+
+// RecordReader gives records in time order, as a perf.data file's
+// [perfdata.Reader] and a live perf_event_open session do; io.EOF ends them.
+type RecordReader interface {
+	ReadInto(rec *perfdata.Record) error
+}
+
+// FeedRecords is [Feed] for any source of records: a live session's, for
+// one. opts.Progress is not called (there is no size to measure against).
+func FeedRecords(ctx context.Context, rr RecordReader, tr *entry.Tracker, opts FeedOptions) (FeedStats, error) {
+	return feed(ctx, rr, tr, opts, nil)
+}
+
+func feed(ctx context.Context, rr RecordReader, tr *entry.Tracker, opts FeedOptions, progress func(*perfdata.Record)) (FeedStats, error) {
 	every := opts.PaceEvery
 	if every <= 0 {
 		every = 256
 	}
 	var st FeedStats
 	defer tr.Flush()
-	start, total := f.Header.Data.Offset, int64(f.Header.Data.Size)
-	rr, rec := f.Records(), new(perfdata.Record)
+	rec := new(perfdata.Record)
 	var s entry.Sample
 	var ev eventDecoder
 	for n := 0; ; n++ {
@@ -60,8 +81,8 @@ func Feed(ctx context.Context, f *perfdata.File, tr *entry.Tracker, opts FeedOpt
 			if err := ctx.Err(); err != nil {
 				return st, err
 			}
-			if opts.Progress != nil && n&(1<<16-1) == 0 {
-				opts.Progress(clamp(rec.Offset-int64(start), total), total)
+			if progress != nil && n&(1<<16-1) == 0 {
+				progress(rec)
 			}
 		}
 		err := rr.ReadInto(rec)
@@ -99,9 +120,6 @@ func Feed(ctx context.Context, f *perfdata.File, tr *entry.Tracker, opts FeedOpt
 			st.LostEvents += rec.Lost.Lost
 			tr.Lost() // the record does not say whose events were lost: end all
 		}
-	}
-	if opts.Progress != nil {
-		opts.Progress(total, total)
 	}
 	return st, nil
 }
