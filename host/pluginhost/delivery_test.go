@@ -154,6 +154,11 @@ func TestExactlyOnce(t *testing.T) {
 	}
 	r := start(t, eng, specs, Options{})
 	waitFor(t, r.m, 20*time.Second, "plugins running", allRunning)
+	// What a live source would open for these three: samples at 99 Hz and
+	// syscalls, both with stacks (always, decide); never's want no stack.
+	if w := r.m.Wants(); !w.Samples || !w.SampleStack || w.Hz != 99 || !w.Syscalls || !w.SyscallStack || len(w.Tracepoints) != 0 {
+		t.Errorf("Wants() = %+v", w)
+	}
 
 	const goroutines, perG = 2, 50_000
 	infos := drive(t, eng, r.m, goroutines, perG, 1000, nil)

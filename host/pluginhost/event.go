@@ -84,6 +84,7 @@ func (m Mode) String() string {
 // connection; match takes no lock and allocates nothing.
 type matcher struct {
 	samples     bool
+	hz          uint32 // the highest cpu-clock rate asked for
 	tracepoints map[string]bool // "group:name"
 	allSyscalls bool
 	syscalls    map[string]bool
@@ -98,6 +99,7 @@ func newMatcher(d *sdk.Description) *matcher {
 		switch s.Kind {
 		case sdk.SubCPUClock:
 			m.samples = true
+			m.hz = max(m.hz, s.Hz)
 		case sdk.SubTracepoint:
 			m.tracepoints[s.Group+":"+s.Name] = true
 		case sdk.SubSyscalls:

@@ -277,3 +277,33 @@ func (m *Manager) Stats() []Stats {
 	}
 	return out
 }
+
+// Wants is what the running plugins subscribed to, merged: what a live
+// source must open. Stack says whether some plugin may want the user stack
+// of such events (its mode is not never), so that a source captures stack
+// snapshots only for events that can use them.
+type Wants struct {
+	Samples, SampleStack   bool
+	Hz                     uint32 // the highest cpu-clock rate a plugin asked for
+	Syscalls, SyscallStack bool   // some plugin subscribed to syscalls (all or some)
+	// Tracepoints maps "group:name" to whether a stack may be wanted.
+	Tracepoints map[string]bool
+}
+
+// Wants merges the subscriptions of the plugins running now.
+func (m *Manager) Wants() Wants {
+	w := Wants{Tracepoints: map[string]bool{}}
+	for _, in := range *m.live.Load() {
+		mt, stack := in.match, in.mode != ModeNever
+		if mt.samples {
+			w.Samples, w.SampleStack, w.Hz = true, w.SampleStack || stack, max(w.Hz, mt.hz)
+		}
+		if mt.allSyscalls || len(mt.syscalls) > 0 {
+			w.Syscalls, w.SyscallStack = true, w.SyscallStack || stack
+		}
+		for tp := range mt.tracepoints {
+			w.Tracepoints[tp] = w.Tracepoints[tp] || stack
+		}
+	}
+	return w
+}
