@@ -39,6 +39,8 @@ type Options struct {
 	// recording carries as callchains (perf record -g) are replayed as
 	// recorded whatever this says.
 	Unwind []x86_64.FrameType
+	// NoPace: see [RunSource].
+	NoPace bool
 }
 
 // Summary is what a replay did.
@@ -70,6 +72,40 @@ func Run(ctx context.Context, path string, opts Options, log *zap.Logger) (*Summ
 	if f.FeatureErr != nil {
 		log.Warn("perf.data feature sections damaged", zap.Error(f.FeatureErr))
 	}
+	src := func(ctx context.Context, tr *entry.Tracker, _ pluginhost.Wants, fo FeedOptions) (FeedStats, error) {
+		st, err := Feed(ctx, f, tr, fo)
+		if err != nil {
+			err = fmt.Errorf("replay %s: %w", path, err)
+		}
+		return st, err
+	}
+	sum, err := RunSource(ctx, src, f, opts, log)
+	if sum != nil {
+		sum.File = path
+	}
+	return sum, err
+}
+
+// Source feeds a tracker until its records end or ctx ends: a perf.data
+// file ([Feed]), a live session. wants is what the running plugins
+// subscribed to (what a live source opens); fo carries the pacing and
+// progress of the run.
+type Source func(ctx context.Context, tr *entry.Tracker, wants pluginhost.Wants, fo FeedOptions) (FeedStats, error)
+
+// RunSource is [Run] for any source: it starts the plugins, waits until
+// every one runs, makes the tracker (with the unwind tables of opts.Unwind
+// and a [Resolver] naming functions, with the build-ids of recorded, which
+// may be nil), runs src, and drains and stops the plugins. With
+// opts.NoPace the source is not held back when an outbox fills (a live
+// source cannot wait: the plugin's outbox drops, and its losses are told
+// to it). The summary is valid whenever the plugins could be started.
+func RunSource(ctx context.Context, src Source, recorded *perfdata.File, opts Options, log *zap.Logger) (*Summary, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	if len(opts.Plugins) == 0 {
+		return nil, errors.New("replay: no plugins")
+	}
 	steppers, fopts, err := unwindinfo.Steppers(opts.Unwind)
 	if err != nil {
 		return nil, fmt.Errorf("replay: %w", err)
@@ -85,12 +121,12 @@ func Run(ctx context.Context, path string, opts Options, log *zap.Logger) (*Summ
 	}
 	spaces := new(entry.Spaces)
 	mopts := opts.Manager
-	mopts.Resolver = NewResolver(spaces, f, symbolize.New(opts.Symbolize, log))
+	mopts.Resolver = NewResolver(spaces, recorded, symbolize.New(opts.Symbolize, log))
 	mgr, err := pluginhost.New(eng, opts.Plugins, mopts, log)
 	if err != nil {
 		return nil, fmt.Errorf("replay: %w", err)
 	}
-	sum := &Summary{File: path}
+	sum := &Summary{}
 	begin := time.Now()
 	mctx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -117,12 +153,13 @@ func Run(ctx context.Context, path string, opts Options, log *zap.Logger) (*Summ
 	if err != nil {
 		return finish(err)
 	}
-	p := &pacer{mgr: mgr, limits: outboxLimits(opts.Plugins)}
-	sum.Feed, err = Feed(ctx, f, tr, FeedOptions{Progress: opts.Progress, Pace: p.pace})
-	sum.Tracker = tr.Stats()
-	if err != nil {
-		err = fmt.Errorf("replay %s: %w", path, err)
+	fo := FeedOptions{Progress: opts.Progress}
+	if !opts.NoPace {
+		p := &pacer{mgr: mgr, limits: outboxLimits(opts.Plugins)}
+		fo.Pace = p.pace
 	}
+	sum.Feed, err = src(ctx, tr, mgr.Wants(), fo)
+	sum.Tracker = tr.Stats()
 	return finish(err)
 }
 
