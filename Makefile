@@ -41,6 +41,9 @@ build:
 ifneq ($(wildcard plugins/perf),)
 	$(GO) build -o $(PERFPLUGIN) ./plugins/perf
 endif
+ifneq ($(wildcard plugins/ftrace),)
+	$(GO) build -o $(BIN)/unwindd-plugin-ftrace ./plugins/ftrace
+endif
 
 $(DEMO): testdata/demo/demo.c | deps
 	@mkdir -p $(BIN)

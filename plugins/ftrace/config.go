@@ -1,0 +1,269 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+
+	"github.com/goccy/go-yaml"
+
+	"github.com/unwindd/unwindd/sdk"
+)
+
+// maxComm is the longest command name the kernel keeps (TASK_COMM_LEN 16,
+// less the NUL): a longer one in the comm filter could never match.
+const maxComm = 15
+
+// config is the plugin's config block, decoded.
+type config struct {
+	Out         string   // out: the directory trace.txt is written to (required)
+	Syscalls    []string // syscalls: the syscalls traced; empty: every one
+	Tracepoints []string // tracepoints: "group:name", each at most once
+	Comms       []string // comm: request stacks only for tasks of these command names
+	PIDs        []int32  // pid: request stacks only for these processes or threads
+}
+
+// filtered reports whether the config restricts which entries get stacks:
+// the plugin then runs in mode decide.
+func (c *config) filtered() bool { return len(c.Comms) > 0 || len(c.PIDs) > 0 }
+
+func (c *config) equal(o *config) bool {
+	return c.Out == o.Out && slices.Equal(c.Syscalls, o.Syscalls) && slices.Equal(c.Tracepoints, o.Tracepoints) &&
+		slices.Equal(c.Comms, o.Comms) && slices.Equal(c.PIDs, o.PIDs)
+}
+
+// knownKeys lists the config's keys for error messages.
+const knownKeys = "out, syscalls, tracepoints, comm, pid"
+
+// parseConfig decodes the plugin's config block, a YAML mapping. Unknown
+// keys, repeated keys, values of the wrong type and bad values are errors;
+// each is an [sdk.ConfigError] naming its key (and list item, as
+// "syscalls[2]"), which the host reports at that line of its config file.
+// Several are joined.
+func parseConfig(b []byte) (config, error) {
+	var c config
+	var m yaml.MapSlice
+	if err := yaml.Unmarshal(b, &m); err != nil {
+		return config{}, &sdk.ConfigError{Msg: "not a YAML mapping: " + yaml.FormatError(err, false, false)}
+	}
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, &sdk.ConfigError{Field: field, Msg: fmt.Sprintf(format, args...)})
+	}
+	seen := map[string]bool{}
+	for _, item := range m {
+		k, ok := item.Key.(string)
+		if !ok {
+			bad(fmt.Sprint(item.Key), "keys are names (%s)", knownKeys)
+			continue
+		}
+		if seen[k] {
+			bad(k, "given twice")
+			continue
+		}
+		seen[k] = true
+		v := item.Value
+		switch k {
+		case "out":
+			s, ok := v.(string)
+			if !ok || s == "" {
+				bad(k, "want a directory, got %s", show(v))
+				continue
+			}
+			c.Out = s
+		case "syscalls":
+			c.Syscalls = stringList(k, v, bad, checkSyscall)
+		case "tracepoints":
+			c.Tracepoints = stringList(k, v, bad, checkTracepoint)
+		case "comm":
+			c.Comms = stringList(k, v, bad, func(s string) string {
+				if len(s) > maxComm {
+					return fmt.Sprintf("%q is longer than %d bytes, the most the kernel keeps of a command name", s, maxComm)
+				}
+				return ""
+			})
+		case "pid":
+			c.PIDs = pidList(k, v, bad)
+		default:
+			bad(k, "unknown key (known: %s)", knownKeys)
+		}
+	}
+	if c.Out == "" && !seen["out"] {
+		errs = append(errs, &sdk.ConfigError{Msg: "out is required (the directory to write trace.txt to)"})
+	}
+	if len(errs) > 0 {
+		return config{}, errors.Join(errs...)
+	}
+	return c, nil
+}
+
+// stringList decodes the list of strings v of key; check returns what is
+// wrong with one item, or "". Items that are not strings, empty, repeated
+// or refused by check are reported as key[i]. A missing value (key: with
+// nothing after it) is an empty list.
+func stringList(key string, v any, bad func(field, format string, args ...any), check func(string) string) []string {
+	if v == nil {
+		return nil
+	}
+	items, ok := v.([]any)
+	if !ok {
+		bad(key, "want a list such as [a, b], got %s", show(v))
+		return nil
+	}
+	var out []string
+	for i, it := range items {
+		field := fmt.Sprintf("%s[%d]", key, i)
+		s, ok := it.(string)
+		switch {
+		case !ok:
+			bad(field, "want a string, got %s", show(it))
+		case s == "":
+			bad(field, "empty")
+		case slices.Contains(out, s):
+			bad(field, "%q given twice", s)
+		default:
+			if msg := check(s); msg != "" {
+				bad(field, "%s", msg)
+				continue
+			}
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// pidList decodes the pid list: positive integers, each at most once.
+func pidList(key string, v any, bad func(field, format string, args ...any)) []int32 {
+	if v == nil {
+		return nil
+	}
+	items, ok := v.([]any)
+	if !ok {
+		bad(key, "want a list of process ids such as [1234], got %s", show(v))
+		return nil
+	}
+	var out []int32
+	for i, it := range items {
+		field := fmt.Sprintf("%s[%d]", key, i)
+		n, ok := integer(it)
+		switch {
+		case !ok || n < 1 || n > math.MaxInt32:
+			bad(field, "want a process id (a positive integer), got %s", show(it))
+		case slices.Contains(out, int32(n)):
+			bad(field, "%d given twice", n)
+		default:
+			out = append(out, int32(n))
+		}
+	}
+	return out
+}
+
+// checkSyscall says what is wrong with a syscall name, or "".
+func checkSyscall(s string) string {
+	if _, ok := syscallNumber(s); ok {
+		return ""
+	}
+	for user, kernel := range kernelNames {
+		if s == kernel {
+			return fmt.Sprintf("%q is the kernel's tracepoint name; the syscall is %q", s, user)
+		}
+	}
+	msg := fmt.Sprintf("no x86-64 syscall %q", s)
+	for _, prefix := range []string{"sys_enter_", "sys_exit_", "__x64_sys_", "sys_"} {
+		if bare, ok := strings.CutPrefix(s, prefix); ok && checkSyscall(bare) == "" {
+			return msg + fmt.Sprintf(" (did you mean %q?)", bare)
+		}
+	}
+	if near := nearestSyscall(s); near != "" {
+		msg += fmt.Sprintf(" (did you mean %q?)", near)
+	}
+	return msg
+}
+
+// checkTracepoint says what is wrong with a tracepoint name, or "".
+func checkTracepoint(s string) string {
+	group, name, ok := strings.Cut(s, ":")
+	if !ok || group == "" || name == "" || strings.Contains(name, ":") || strings.ContainsAny(s, " \t/") {
+		return fmt.Sprintf("want a tracepoint as group:name (sched:sched_switch), got %q", s)
+	}
+	if group == "syscalls" {
+		return fmt.Sprintf("%q: list syscalls under the syscalls key, by their names (openat)", s)
+	}
+	return ""
+}
+
+// syscallNumber returns the number of the syscall named s.
+func syscallNumber(s string) (int, bool) {
+	for nr, n := range syscallNames {
+		if n != "" && n == s {
+			return nr, true
+		}
+	}
+	return 0, false
+}
+
+// nearestSyscall returns the syscall name closest to s, if one is within
+// two edits.
+func nearestSyscall(s string) string {
+	best, bestD := "", 3
+	for _, n := range syscallNames {
+		if n == "" {
+			continue
+		}
+		if d := editDistance(s, n); d < bestD {
+			best, bestD = n, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b, in bytes.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// integer returns v as an integer, if it is one.
+func integer(v any) (int64, bool) {
+	switch n := v.(type) {
+	case int64:
+		return n, true
+	case uint64:
+		if n <= math.MaxInt64 {
+			return int64(n), true
+		}
+	case int:
+		return int64(n), true
+	}
+	return 0, false
+}
+
+// show quotes a value for an error message.
+func show(v any) string {
+	switch v.(type) {
+	case nil:
+		return "nothing"
+	case []any:
+		return "a list"
+	case map[string]any, yaml.MapSlice:
+		return "a mapping"
+	}
+	return fmt.Sprintf("%q", fmt.Sprint(v))
+}

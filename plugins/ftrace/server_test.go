@@ -1,0 +1,288 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/test/bufconn"
+
+	"github.com/unwindd/unwindd/sdk"
+	pluginpb "github.com/unwindd/unwindd/sdk/proto"
+	"github.com/unwindd/unwindd/sdk/sdktest"
+)
+
+// deliver sends the scenario's batches on one Deliver stream, each after
+// the previous one's ack, and returns the acks.
+func deliver(t *testing.T, c pluginpb.TracerClient) []uint64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stream, err := c.Deliver(ctx)
+	if err != nil {
+		t.Fatalf("Deliver: %v", err)
+	}
+	enc := sdktest.NewEncoder()
+	var acks []uint64
+	for _, items := range scenarioBatches() {
+		b := encode(enc, items)
+		if err := stream.Send(b); err != nil {
+			t.Fatalf("send batch: %v", err)
+		}
+		ack, err := stream.Recv()
+		if err != nil {
+			t.Fatalf("batch %d: %v", b.GetSeq(), err)
+		}
+		acks = append(acks, ack.GetSeq())
+	}
+	if err := stream.CloseSend(); err != nil {
+		t.Fatalf("CloseSend: %v", err)
+	}
+	if _, err := stream.Recv(); !errors.Is(err, io.EOF) {
+		t.Errorf("stream ended with %v, want EOF", err)
+	}
+	return acks
+}
+
+// decideRequest asks about three entries: of myapp (pid 10), of sh (pid
+// 20), and of myapp's thread 12 with no events.
+var decideRequest = &pluginpb.DecideRequest{Entries: []*pluginpb.DecideEntry{
+	{Key: 100, Pid: 10, Tid: 10, Events: []*pluginpb.Event{{Kind: pluginpb.EventKind_EVENT_KIND_SYSCALL_ENTER, Name: []byte("read"), Comm: []byte("myapp")}}},
+	{Key: 200, Pid: 20, Tid: 20, Events: []*pluginpb.Event{{Kind: pluginpb.EventKind_EVENT_KIND_SYSCALL_ENTER, Name: []byte("read"), Comm: []byte("sh")}}},
+	{Key: 300, Pid: 10, Tid: 12},
+}}
+
+// TestServer drives the tracer through the SDK's server over an in-process
+// gRPC connection, so the scenario crosses the real wire format and
+// decoder, and checks that trace.txt is byte for byte that of calling the
+// tracer directly.
+func TestServer(t *testing.T) {
+	lis := bufconn.Listen(1 << 20)
+	srv := grpc.NewServer()
+	tr := newTracer()
+	tr.tracefs = fixtureTracefs
+	tr.stderr = io.Discard
+	pluginpb.RegisterTracerServer(srv, sdk.NewServer(tr, nil))
+	go srv.Serve(lis)
+	defer srv.Stop()
+	conn, err := grpc.NewClient("passthrough:///bufnet",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := pluginpb.NewTracerClient(conn)
+
+	dir := filepath.Join(t.TempDir(), "out")
+	desc, err := client.Describe(context.Background(), &pluginpb.DescribeRequest{Config: scenarioConfig(dir), HostVersion: "test"})
+	if err != nil {
+		t.Fatalf("Describe: %v", err)
+	}
+	d, err := sdk.DescriptionFromProto(desc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkDescription(t, d)
+	if acks := deliver(t, client); !slices.Equal(acks, []uint64{1, 2, 3}) {
+		t.Errorf("acks %v, want [1 2 3]", acks)
+	}
+	must(t, tr.Close()) // what sdk.Serve does once the host shuts the plugin down
+
+	got, err := os.ReadFile(filepath.Join(dir, traceFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := runScenario(t, fixtureTracefs)
+	if string(got) != want {
+		t.Errorf("trace.txt through the server differs from the direct calls':\n%s", lineDiff(want, string(got)))
+	}
+	checkTrace(t, string(got))
+
+	// A bad config is refused with the key named.
+	_, err = client.Describe(context.Background(), &pluginpb.DescribeRequest{Config: []byte("out: /x\nsyscalls: [open, opnat]")})
+	if err == nil || !strings.Contains(err.Error(), `config: syscalls[1]: no x86-64 syscall "opnat" (did you mean "openat"?)`) {
+		t.Errorf("Describe with a bad syscall: %v", err)
+	}
+	if ces := sdk.ConfigErrors(sdk.ErrorFromStatus(err)); len(ces) != 1 || ces[0].Field != "syscalls[1]" {
+		t.Errorf("Describe with a bad syscall: config errors %v, want one for syscalls[1]", ces)
+	}
+}
+
+// TestServerDecide asks a plugin with a comm filter through the SDK's
+// server.
+func TestServerDecide(t *testing.T) {
+	lis := bufconn.Listen(1 << 20)
+	srv := grpc.NewServer()
+	tr := newTracer()
+	tr.stderr = io.Discard
+	defer tr.Close()
+	pluginpb.RegisterTracerServer(srv, sdk.NewServer(tr, nil))
+	go srv.Serve(lis)
+	defer srv.Stop()
+	conn, err := grpc.NewClient("passthrough:///bufnet",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := pluginpb.NewTracerClient(conn)
+	desc, err := client.Describe(context.Background(), &pluginpb.DescribeRequest{Config: []byte("out: " + t.TempDir() + "\nsyscalls: [read]\ncomm: [myapp]")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, err := sdk.DescriptionFromProto(desc); err != nil || d.Mode != sdk.ModeDecide {
+		t.Fatalf("description %+v, %v: want mode decide", d, err)
+	}
+	resp, err := client.Decide(context.Background(), decideRequest)
+	if err != nil || !slices.Equal(resp.GetWant(), []uint64{100}) {
+		t.Errorf("Decide = %v, %v; want [100]", resp.GetWant(), err)
+	}
+}
+
+// logHost is a Host service that records log entries.
+type logHost struct {
+	pluginpb.UnimplementedHostServer
+	mu   sync.Mutex
+	logs []*pluginpb.LogEntry
+}
+
+func (h *logHost) Log(_ context.Context, e *pluginpb.LogEntry) (*pluginpb.LogAck, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.logs = append(h.logs, e)
+	return &pluginpb.LogAck{}, nil
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writes and reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// TestPluginProcess builds the plugin, starts it as the host does
+// (go-plugin, gRPC, automatic mTLS), describes it, delivers the scenario,
+// asks it to decide, shuts it down and reads trace.txt.
+func TestPluginProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and starts the plugin process")
+	}
+	bin := filepath.Join(t.TempDir(), "ftrace")
+	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if out, err := exec.Command(gobin, "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	var stderr syncBuffer // the plugin's stderr, through go-plugin's logger
+	client := plugin.NewClient(&plugin.ClientConfig{
+		HandshakeConfig:  sdk.Handshake,
+		Plugins:          plugin.PluginSet{sdk.PluginName: &sdk.GRPCPlugin{}},
+		Cmd:              exec.Command(bin),
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		AutoMTLS:         true,
+		Logger:           hclog.New(&hclog.LoggerOptions{Name: "host", Output: &stderr, Level: hclog.Debug}),
+	})
+	defer client.Kill()
+	rpc, err := client.Client()
+	if err != nil {
+		t.Fatalf("start plugin: %v", err)
+	}
+	raw, err := rpc.Dispense(sdk.PluginName)
+	if err != nil {
+		t.Fatalf("Dispense: %v", err)
+	}
+	remote := raw.(*sdk.Remote)
+	host := &logHost{}
+	id := remote.Broker.NextId()
+	go remote.Broker.AcceptAndServe(id, func(opts []grpc.ServerOption) *grpc.Server {
+		s := grpc.NewServer(opts...)
+		pluginpb.RegisterHostServer(s, host)
+		return s
+	})
+
+	dir := filepath.Join(t.TempDir(), "out")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	desc, err := remote.Client.Describe(ctx, &pluginpb.DescribeRequest{HostBrokerId: id, Config: scenarioConfig(dir), HostVersion: "test"})
+	if err != nil {
+		t.Fatalf("Describe: %v", err)
+	}
+	d, err := sdk.DescriptionFromProto(desc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkDescription(t, d)
+	if acks := deliver(t, remote.Client); !slices.Equal(acks, []uint64{1, 2, 3}) {
+		t.Errorf("acks %v, want [1 2 3]", acks)
+	}
+	// Mode always: Decide is not asked, and says no.
+	if resp, err := remote.Client.Decide(ctx, decideRequest); err != nil || len(resp.GetWant()) != 0 {
+		t.Errorf("Decide in mode always = %v, %v; want none", resp.GetWant(), err)
+	}
+	client.Kill() // a graceful shutdown first: the plugin's Close flushes trace.txt
+	if !client.Exited() {
+		t.Fatal("plugin still running after Kill")
+	}
+
+	got, err := os.ReadFile(filepath.Join(dir, traceFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The process reads this machine's tracefs, if it can: so does the
+	// direct run it is compared with.
+	want, _ := runScenario(t, openTracefs)
+	if string(got) != want {
+		t.Errorf("trace.txt from the plugin process differs from the direct calls':\n%s", lineDiff(want, string(got)))
+	}
+	checkTrace(t, string(got))
+
+	// The summary reaches the host: through its Log service, or, if the
+	// connection was already gone at close, through stderr.
+	const summary = "ftrace: wrote trace"
+	host.mu.Lock()
+	var logged string
+	for _, e := range host.logs {
+		if e.GetMessage() == summary {
+			f := e.GetFields()
+			logged = "events=" + f["events"] + " stacks=" + f["stacks"] + " orphan_stacks=" + f["orphan_stacks"] + " lost_notices=" + f["lost_notices"]
+		}
+	}
+	host.mu.Unlock()
+	via := "the host's Log service"
+	if logged == "" && strings.Contains(stderr.String(), summary) {
+		logged, via = stderr.String(), "stderr"
+	}
+	t.Logf("the summary came through %s", via)
+	for _, s := range []string{"events=17", "stacks=5", "orphan_stacks=1", "lost_notices=1"} {
+		if !strings.Contains(logged, s) {
+			t.Errorf("summary %q lacks %s (host log %d entries; stderr:\n%s)", logged, s, len(host.logs), stderr.String())
+		}
+	}
+}
