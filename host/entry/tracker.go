@@ -99,6 +99,10 @@ type Options struct {
 	// methods that need no table (frame pointers) walk. A table with an
 	// Invalidate method is told when its process's mappings change.
 	Tables func(pid int32) x86_64.Table
+	// CopyStacks says a Sample's Stack is valid only during the Sample
+	// call (a live perf ring, whose space the kernel reuses): an entry
+	// that stays open past it (a sys_enter's) walks a copy.
+	CopyStacks bool
 }
 
 // Stats count what a [Tracker] did.
@@ -125,6 +129,7 @@ type Tracker struct {
 	spaces  *Spaces
 	tables  func(pid int32) x86_64.Table
 	ptables map[int32]x86_64.Table // tables by pid, made once per process
+	copy    bool                   // Options.CopyStacks
 	threads map[int32]*thread
 	open    map[*thread]struct{} // threads with an open entry
 	stats   Stats
@@ -138,6 +143,7 @@ type thread struct {
 	open     bool           // an entry is open (even if the engine refused it)
 	snap     x86_64.Snapshot
 	chain    []byte
+	stack    []byte // a copy of the open entry's stack (Options.CopyStacks)
 }
 
 // New returns a Tracker that opens entries on eng and dispatches to sink.
@@ -153,7 +159,7 @@ func New(eng *deferred.Engine, sink Sink, opts Options, log *zap.Logger) (*Track
 	if sp == nil {
 		sp = new(Spaces)
 	}
-	return &Tracker{eng: eng, sink: sink, log: log, spaces: sp, tables: opts.Tables, ptables: map[int32]x86_64.Table{},
+	return &Tracker{eng: eng, sink: sink, log: log, spaces: sp, tables: opts.Tables, ptables: map[int32]x86_64.Table{}, copy: opts.CopyStacks,
 		threads: make(map[int32]*thread), open: make(map[*thread]struct{})}, nil
 }
 
@@ -386,7 +392,12 @@ func (tr *Tracker) begin(th *thread, s *Sample) {
 	case s.Mem != nil && s.HaveRegs:
 		mem = s.Mem
 	case s.Stack != nil && s.HaveRegs:
-		th.snap = x86_64.Snapshot{Base: s.Regs.SP, Data: s.Stack}
+		data := s.Stack
+		if tr.copy && s.Boundary == BoundaryEnter {
+			th.stack = append(th.stack[:0], s.Stack...)
+			data = th.stack
+		}
+		th.snap = x86_64.Snapshot{Base: s.Regs.SP, Data: data}
 		mem = &th.snap
 	case len(s.Callchain) > 0:
 		regs, th.chain = chainMemory(s.Callchain, s.CallchainTruncated, th.chain)

@@ -54,6 +54,11 @@ func (r *recorder) callback(t *deferred.Task, tr *x86_64.Trace, c deferred.Cooki
 
 func newTracker(t *testing.T) (*Tracker, *recorder, *deferred.Engine) {
 	t.Helper()
+	return newTrackerWith(t, Options{})
+}
+
+func newTrackerWith(t *testing.T, opts Options) (*Tracker, *recorder, *deferred.Engine) {
+	t.Helper()
 	u, err := NewUnwinder(x86_64.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -66,11 +71,30 @@ func newTracker(t *testing.T) (*Tracker, *recorder, *deferred.Engine) {
 	if rec.tracer, err = eng.Register("test", rec.callback); err != nil {
 		t.Fatal(err)
 	}
-	tr, err := New(eng, rec, Options{}, nil)
+	tr, err := New(eng, rec, opts, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return tr, rec, eng
+}
+
+// TestCopyStacks: with CopyStacks, a sys_enter's stack bytes may be reused
+// by the source (a live ring) before the entry closes; the walk at sys_exit
+// is of the copy.
+func TestCopyStacks(t *testing.T) {
+	for _, copyStacks := range []bool{true, false} {
+		tr, rec, _ := newTrackerWith(t, Options{CopyStacks: copyStacks})
+		s := withStack(sample(10, 11, ModeKernel, BoundaryEnter, "read"), 0x7ff000, 0x401010, 0x401020)
+		tr.Sample(s)
+		clear(s.Stack) // the ring's space, reused
+		tr.Sample(sample(10, 11, ModeKernel, BoundaryExit, "read"))
+		got := pcsOf(rec.stacks[0].frames)
+		if want := []uint64{0x401010, 0x401020}; copyStacks && !slices.Equal(got, want) {
+			t.Errorf("with CopyStacks: stack %#x, want %#x", got, want)
+		} else if !copyStacks && slices.Equal(got, want) {
+			t.Errorf("without CopyStacks the walk still saw the cleared bytes' old frames: the test does not test")
+		}
+	}
 }
 
 // fpStack builds a frame-pointer stack snapshot at base whose walk from the

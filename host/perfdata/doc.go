@@ -15,6 +15,13 @@
 // record perf knows comes out with its type, sample_id trailer and bytes;
 // record types perf does not know are skipped and counted ([Reader.Stats]).
 //
+// A [Decoder] is that decoding without a file: built from a set of events
+// ([NewDecoder]: perf_event_attr and sample ids), its [Decoder.Decode] fills
+// a [Record] from one raw kernel record exactly as [Reader.ReadInto] does,
+// and [Decoder.Time] reads a record's timestamp alone. Readers decode with
+// it, and so does a live source (host/perfevent) for the records it reads
+// from the kernel's ring buffers, so both give the same Records.
+//
 // A sample's user stack copy ([Sample.Stack]), RAW payload and the record
 // bytes are not copied: they alias the file's memory, which stays valid
 // until [File.Close]. A [Reader] of a mapped file gives the pages it has
@@ -47,6 +54,6 @@
 // # Concurrency
 //
 // A File is read-only after Open and may be read by several Readers at once;
-// a Reader is for one goroutine. This package does not read /proc or
-// tracefs, and imports nothing of unwindd's host packages.
+// a Reader, and a Decoder, is for one goroutine. This package does not read
+// /proc or tracefs, and imports nothing of unwindd's host packages.
 package perfdata

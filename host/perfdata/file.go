@@ -118,8 +118,6 @@ type Attr struct {
 	IDs    []uint64
 	Name   string       // from HEADER_EVENT_DESC or an EVENT_UPDATE record ("cpu-clock")
 	Format *EventFormat // a tracepoint's format, from HEADER_TRACING_DATA; else nil
-
-	idPos, isPos int // positions of the id (see calcIDPos)
 }
 
 // File is an open perf.data file or stream: its header, events and feature
@@ -135,13 +133,13 @@ type File struct {
 	// was read before it.
 	FeatureErr error
 
-	data     []byte
-	unmap    []byte // the mapping to release on Close, if mmapped
-	closed   bool   // the mapping was released
-	start    int64  // first record
-	end      int64  // end of the records (data section end, or len(data))
-	idToAttr map[uint64]int
-	step     int64 // bytes between releases of the mapping's pages; 0: releaseStep
+	data   []byte
+	unmap  []byte   // the mapping to release on Close, if mmapped
+	closed bool     // the mapping was released
+	start  int64    // first record
+	end    int64    // end of the records (data section end, or len(data))
+	dec    *Decoder // the template of its Readers' decoders
+	step   int64    // bytes between releases of the mapping's pages; 0: releaseStep
 }
 
 func (f *File) releaseStep() int64 {
@@ -457,13 +455,8 @@ func (f *File) link() error {
 	if f.Features.Arch != "" && f.Features.Arch != archX86_64 {
 		return &FormatError{Offset: 0, Msg: "HEADER_ARCH", Val: f.Features.Arch, Err: ErrArch}
 	}
-	f.idToAttr = make(map[uint64]int)
 	for i := range f.Attrs {
 		a := &f.Attrs[i]
-		a.idPos, a.isPos = calcIDPos(a.SampleType)
-		for _, id := range a.IDs {
-			f.idToAttr[id] = i
-		}
 		if i < len(f.Features.EventDesc) && a.Name == "" {
 			a.Name = f.Features.EventDesc[i].Name
 		}
@@ -480,6 +473,7 @@ func (f *File) link() error {
 			}
 		}
 	}
+	f.dec = newDecoder(f.Attrs)
 	return nil
 }
 

@@ -3,7 +3,6 @@ package perfdata
 import (
 	"fmt"
 	"io"
-	"math/bits"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -23,8 +22,9 @@ type Ident struct {
 
 // Sample is the body of a SAMPLE record, decoded per its event's
 // sample_type. Fields the event does not sample are zero or empty. The byte
-// slices alias the file's memory; Callchain, Regs and RegsIntr are reused
-// by the next [Reader.ReadInto].
+// slices alias the file's memory (or the bytes given to [Decoder.Decode]);
+// Callchain, Regs and RegsIntr are reused by the next [Reader.ReadInto] or
+// [Decoder.Decode] into the same Record.
 type Sample struct {
 	IP     uint64
 	Addr   uint64
@@ -105,12 +105,13 @@ type Throttle struct {
 	StreamID uint64
 }
 
-// Record is one record of a perf.data file. [Reader.ReadInto] fills the
-// fields for its Type and zeroes the others' scalars.
+// Record is one record of a perf.data file or a perf ring buffer.
+// [Reader.ReadInto] and [Decoder.Decode] fill the fields for its Type and
+// zero the others' scalars.
 type Record struct {
 	Type   RecordType
 	Misc   uint16
-	Offset int64  // file offset of the record's header
+	Offset int64  // file offset of the record's header (see [Decoder.DecodeAt])
 	Data   []byte // the whole record, header included (aliases the file)
 	// Attr is the event the record belongs to (by its sample id, or the
 	// first event when there is no id); nil for records perf writes itself
@@ -157,8 +158,8 @@ type Reader struct {
 	maxTime   uint64
 	lastFlush uint64
 
+	dec     Decoder // this reader's: it interns names
 	scratch Record
-	strs    map[string]string
 	stats   Stats
 
 	// Releasing the mapping behind the reader (see release).
@@ -185,13 +186,15 @@ type queued struct {
 // which perf's synthesized records have) and perf's own records come out
 // when they are read, as perf delivers them.
 func (f *File) Records() *Reader {
-	return &Reader{f: f, pos: f.start, strs: make(map[string]string), lastOff: -1, nextRelease: f.start + f.releaseStep()}
+	dec := *f.dec
+	dec.strs = make(map[string]string)
+	return &Reader{f: f, pos: f.start, dec: dec, lastOff: -1, nextRelease: f.start + f.releaseStep()}
 }
 
 // Reset rewinds r to the first record, as if just returned by
 // [File.Records], keeping its buffers (and its Stats, which keep counting).
 func (r *Reader) Reset() {
-	*r = Reader{f: r.f, pos: r.f.start, queue: r.queue[:0], scratch: r.scratch, strs: r.strs, stats: r.stats,
+	*r = Reader{f: r.f, pos: r.f.start, queue: r.queue[:0], dec: r.dec, scratch: r.scratch, stats: r.stats,
 		lastOff: -1, nextRelease: r.f.start + r.f.releaseStep()}
 }
 
@@ -245,7 +248,7 @@ func (r *Reader) ReadInto(rec *Record) error {
 		if r.pos >= r.nextRelease {
 			r.release()
 		}
-		if !h.typ.known() {
+		if !h.typ.Known() {
 			r.stats.Unknown++
 			continue
 		}
@@ -255,7 +258,7 @@ func (r *Reader) ReadInto(rec *Record) error {
 				// The header of a pipe, read by Open: not a record.
 				continue
 			}
-			r.fill(rec, off, h, -1)
+			r.dec.fill(rec, r.f.data[off:off+int64(h.size)], off, h, -1)
 			r.lastOff = off
 			if h.typ == RecordFinishedRound {
 				r.round()
@@ -264,7 +267,7 @@ func (r *Reader) ReadInto(rec *Record) error {
 			r.stats.ByType[h.typ]++
 			return nil
 		}
-		ai, ok := r.f.attrOf(off, h)
+		ai, ok := r.dec.attrOf(r.f.data[off:off+int64(h.size)], h)
 		if !ok {
 			r.stats.UnknownID++
 			continue
@@ -426,385 +429,10 @@ func (f *File) frame(off int64) (frameHeader, error) {
 	return h, nil
 }
 
-// attrOf finds the event of a kernel record by its sample id, as perf's
-// evlist__event2evsel does; ok is false when the id matches no event.
-func (f *File) attrOf(off int64, h frameHeader) (int, bool) {
-	if len(f.Attrs) == 0 {
-		return -1, true
-	}
-	first := &f.Attrs[0]
-	if len(f.Attrs) == 1 {
-		return 0, true
-	}
-	if !first.SampleIDAll() && h.typ != RecordSample {
-		return 0, true
-	}
-	body := f.data[off+recordHeader : off+int64(h.size)]
-	n := len(body) / 8
-	var id uint64
-	if h.typ == RecordSample {
-		if first.idPos < 0 || first.idPos >= n {
-			return 0, true
-		}
-		id = le.Uint64(body[8*first.idPos:])
-	} else {
-		if first.isPos < 0 || first.isPos > n {
-			return 0, true
-		}
-		id = le.Uint64(body[8*(n-first.isPos):])
-	}
-	if id == 0 { // synthesized records
-		return 0, true
-	}
-	ai, ok := f.idToAttr[id]
-	return ai, ok
-}
-
-// fill sets the common fields of rec and clears the rest.
-func (r *Reader) fill(rec *Record, off int64, h frameHeader, ai int) {
-	s := &rec.Sample
-	cc, regs, ri := s.Callchain[:0], s.Regs[:0], s.RegsIntr[:0]
-	*rec = Record{
-		Type:   h.typ,
-		Misc:   h.misc,
-		Offset: off,
-		Data:   r.f.data[off : off+int64(h.size)],
-	}
-	s.Callchain, s.Regs, s.RegsIntr = cc, regs, ri
-	if ai >= 0 {
-		rec.Attr = &r.f.Attrs[ai]
-	}
-}
-
-// cursor reads the fields of one record.
-type cursor struct {
-	b   []byte // the record, header included
-	p   int
-	off int64 // the record's file offset
-	err *FormatError
-}
-
-func (c *cursor) fail(what string) {
-	if c.err == nil {
-		c.err = formatErr(c.off+int64(c.p), fmt.Sprintf("%s overruns its %v record of size", what, RecordType(le.Uint32(c.b))), len(c.b))
-	}
-	c.p = len(c.b)
-}
-
-func (c *cursor) u64(what string) uint64 {
-	if len(c.b)-c.p < 8 {
-		c.fail(what)
-		return 0
-	}
-	v := le.Uint64(c.b[c.p:])
-	c.p += 8
-	return v
-}
-
-func (c *cursor) u32(what string) uint32 {
-	if len(c.b)-c.p < 4 {
-		c.fail(what)
-		return 0
-	}
-	v := le.Uint32(c.b[c.p:])
-	c.p += 4
-	return v
-}
-
-func (c *cursor) bytes(n uint64, what string) []byte {
-	if uint64(len(c.b)-c.p) < n {
-		c.fail(what)
-		return nil
-	}
-	v := c.b[c.p : c.p+int(n)]
-	c.p += int(n)
-	return v
-}
-
-// u64s appends n u64 values to dst.
-func (c *cursor) u64s(dst []uint64, n uint64, what string) []uint64 {
-	if uint64(len(c.b)-c.p)/8 < n {
-		c.fail(what)
-		return dst
-	}
-	for i := uint64(0); i < n; i++ {
-		dst = append(dst, le.Uint64(c.b[c.p:]))
-		c.p += 8
-	}
-	return dst
-}
-
-// decode decodes the kernel record at off (framed before) into rec.
+// decode decodes the kernel record at off (framed before) into rec, as a
+// record of event ai.
 func (r *Reader) decode(rec *Record, off int64, ai int) error {
-	f := r.f
-	b := f.data[off:]
+	b := r.f.data[off:]
 	h := frameHeader{typ: RecordType(le.Uint32(b)), misc: le.Uint16(b[4:]), size: le.Uint16(b[6:])}
-	r.fill(rec, off, h, ai)
-	c := &cursor{b: rec.Data, p: recordHeader, off: off}
-	var attr *Attr
-	if ai >= 0 {
-		attr = &f.Attrs[ai]
-	}
-	if h.typ == RecordSample {
-		if attr == nil {
-			return formatErr(off, "SAMPLE record in a file without events", nil)
-		}
-		r.decodeSample(rec, c, attr)
-		if c.err != nil {
-			return c.err
-		}
-		return nil
-	}
-	// The sample_id trailer, at the end of the record.
-	if attr != nil && attr.SampleIDAll() {
-		if err := r.trailer(rec, c, attr); err != nil {
-			return err
-		}
-	}
-	switch h.typ {
-	case RecordMmap, RecordMmap2:
-		m := &rec.Mmap
-		m.PID, m.TID = c.u32("pid"), c.u32("tid")
-		m.Addr, m.Len, m.Pgoff = c.u64("addr"), c.u64("len"), c.u64("pgoff")
-		if h.typ == RecordMmap2 {
-			if h.misc&MiscMmapBuildID != 0 {
-				hdr := c.bytes(4, "build_id_size")
-				id := c.bytes(20, "build_id")
-				if c.err == nil {
-					n := int(hdr[0])
-					if n > len(id) {
-						return formatErr(off+int64(c.p-24), "MMAP2 build-id size", n)
-					}
-					m.BuildID = id[:n]
-				}
-			} else {
-				m.Maj, m.Min = c.u32("maj"), c.u32("min")
-				m.Ino, m.InoGeneration = c.u64("ino"), c.u64("ino_generation")
-			}
-			m.Prot, m.Flags = c.u32("prot"), c.u32("flags")
-		}
-		m.Filename = r.str(c.b[min(c.p, len(c.b)):])
-	case RecordComm:
-		rec.Comm.PID, rec.Comm.TID = c.u32("pid"), c.u32("tid")
-		rec.Comm.Comm = r.str(c.b[min(c.p, len(c.b)):])
-		rec.Comm.Exec = h.misc&MiscCommExec != 0
-	case RecordFork, RecordExit:
-		t := &rec.Task
-		t.PID, t.PPID, t.TID, t.PTID = c.u32("pid"), c.u32("ppid"), c.u32("tid"), c.u32("ptid")
-		t.Time = c.u64("time")
-	case RecordLost:
-		rec.Lost.ID, rec.Lost.Lost = c.u64("id"), c.u64("lost")
-	case RecordLostSamples:
-		rec.Lost.Lost = c.u64("lost")
-	case RecordThrottle, RecordUnthrottle:
-		t := &rec.Throttle
-		t.Time, t.ID, t.StreamID = c.u64("time"), c.u64("id"), c.u64("stream_id")
-	}
-	if c.err != nil {
-		return c.err
-	}
-	return nil
-}
-
-// trailer decodes the sample_id trailer of a non-sample record and cuts it
-// off the cursor's bytes.
-func (r *Reader) trailer(rec *Record, c *cursor, attr *Attr) error {
-	t := attr.SampleType
-	n := 0
-	for _, bit := range []SampleType{SampleTID, SampleTime, SampleID, SampleStreamID, SampleCPU, SampleIdentifier} {
-		if t&bit != 0 {
-			n += 8
-		}
-	}
-	if len(c.b)-recordHeader < n {
-		return formatErr(c.off+6, fmt.Sprintf("%v record size shorter than its %d-byte sample_id", rec.Type, n), len(c.b))
-	}
-	tc := cursor{b: c.b, p: len(c.b) - n, off: c.off}
-	id := &rec.Ident
-	if t&SampleTID != 0 {
-		id.PID, id.TID = tc.u32("pid"), tc.u32("tid")
-		id.Fields |= SampleTID
-	}
-	if t&SampleTime != 0 {
-		id.Time = tc.u64("time")
-		id.Fields |= SampleTime
-	}
-	if t&SampleID != 0 {
-		id.ID = tc.u64("id")
-		id.Fields |= SampleID
-	}
-	if t&SampleStreamID != 0 {
-		id.StreamID = tc.u64("stream_id")
-		id.Fields |= SampleStreamID
-	}
-	if t&SampleCPU != 0 {
-		id.CPU = tc.u32("cpu")
-		tc.u32("res")
-		id.Fields |= SampleCPU
-	}
-	if t&SampleIdentifier != 0 {
-		id.ID = tc.u64("identifier")
-		id.Fields |= SampleIdentifier
-	}
-	c.b = c.b[:len(c.b)-n]
-	return nil
-}
-
-// decodeSample decodes a SAMPLE body in perf's order (evsel__parse_sample).
-func (r *Reader) decodeSample(rec *Record, c *cursor, attr *Attr) {
-	t := attr.SampleType
-	s, id := &rec.Sample, &rec.Ident
-	if t&SampleIdentifier != 0 {
-		id.ID = c.u64("IDENTIFIER")
-		id.Fields |= SampleIdentifier
-	}
-	if t&SampleIP != 0 {
-		s.IP = c.u64("IP")
-	}
-	if t&SampleTID != 0 {
-		id.PID, id.TID = c.u32("TID"), c.u32("TID")
-		id.Fields |= SampleTID
-	}
-	if t&SampleTime != 0 {
-		id.Time = c.u64("TIME")
-		id.Fields |= SampleTime
-	}
-	if t&SampleAddr != 0 {
-		s.Addr = c.u64("ADDR")
-	}
-	if t&SampleID != 0 {
-		id.ID = c.u64("ID")
-		id.Fields |= SampleID
-	}
-	if t&SampleStreamID != 0 {
-		id.StreamID = c.u64("STREAM_ID")
-		id.Fields |= SampleStreamID
-	}
-	if t&SampleCPU != 0 {
-		id.CPU = c.u32("CPU")
-		c.u32("CPU")
-		id.Fields |= SampleCPU
-	}
-	if t&SamplePeriod != 0 {
-		s.Period = c.u64("PERIOD")
-	}
-	if t&SampleRead != 0 {
-		start := c.p
-		rf := attr.ReadFormat
-		per := uint64(1) // u64s per value: value, [id], [lost]
-		if rf&ReadID != 0 {
-			per++
-		}
-		if rf&ReadLost != 0 {
-			per++
-		}
-		times := uint64(bits.OnesCount64(uint64(rf & (ReadTotalTimeEnabled | ReadTotalTimeRunning))))
-		if rf&ReadGroup != 0 {
-			nr := c.u64("READ")
-			c.bytes(8*times, "READ")
-			if nr > uint64(len(c.b))/8/per {
-				c.fail("READ")
-			} else {
-				c.bytes(8*per*nr, "READ")
-			}
-		} else {
-			c.bytes(8*(per+times), "READ")
-		}
-		if c.err == nil {
-			s.Read = c.b[start:c.p]
-		}
-	}
-	if t&SampleCallchain != 0 {
-		nr := c.u64("CALLCHAIN")
-		s.Callchain = c.u64s(s.Callchain[:0], nr, "CALLCHAIN")
-	}
-	if t&SampleRaw != 0 {
-		n := c.u32("RAW")
-		s.Raw = c.bytes(uint64(n), "RAW")
-	}
-	if t&SampleBranchStack != 0 {
-		nr := c.u64("BRANCH_STACK")
-		if attr.BranchSampleType&branchHWIndex != 0 {
-			c.u64("BRANCH_STACK")
-		}
-		if nr > uint64(len(c.b))/24 {
-			c.fail("BRANCH_STACK")
-		} else {
-			s.Branches = c.bytes(24*nr, "BRANCH_STACK")
-		}
-	}
-	if t&SampleRegsUser != 0 {
-		s.RegsABI = c.u64("REGS_USER")
-		if s.RegsABI != perfRegsABINone {
-			s.Regs = c.u64s(s.Regs[:0], uint64(bits.OnesCount64(attr.SampleRegsUser)), "REGS_USER")
-		}
-	}
-	if t&SampleStackUser != 0 {
-		size := c.u64("STACK_USER")
-		stack := c.bytes(size, "STACK_USER")
-		s.StackSize = size
-		if size != 0 {
-			dyn := c.u64("STACK_USER dyn_size")
-			if c.err == nil {
-				if dyn > size {
-					c.err = formatErr(c.off+int64(c.p-8), "STACK_USER dyn_size beyond its size", dyn)
-				} else {
-					s.Stack = stack[:dyn]
-				}
-			}
-		}
-	}
-	if t&(SampleWeight|SampleWeightStruct) != 0 {
-		s.Weight = c.u64("WEIGHT")
-	}
-	if t&SampleDataSrc != 0 {
-		s.DataSrc = c.u64("DATA_SRC")
-	}
-	if t&SampleTransaction != 0 {
-		s.Txn = c.u64("TRANSACTION")
-	}
-	if t&SampleRegsIntr != 0 {
-		s.RegsIntrABI = c.u64("REGS_INTR")
-		if s.RegsIntrABI != perfRegsABINone {
-			s.RegsIntr = c.u64s(s.RegsIntr[:0], uint64(bits.OnesCount64(attr.SampleRegsIntr)), "REGS_INTR")
-		}
-	}
-	if t&SamplePhysAddr != 0 {
-		s.PhysAddr = c.u64("PHYS_ADDR")
-	}
-	if t&SampleCgroup != 0 {
-		s.Cgroup = c.u64("CGROUP")
-	}
-	if t&SampleDataPageSize != 0 {
-		s.DataPageSize = c.u64("DATA_PAGE_SIZE")
-	}
-	if t&SampleCodePageSize != 0 {
-		s.CodePageSize = c.u64("CODE_PAGE_SIZE")
-	}
-	if t&SampleAux != 0 {
-		n := c.u64("AUX")
-		s.Aux = c.bytes(n, "AUX")
-	}
-}
-
-// maxInterned bounds the strings a Reader keeps to hand out again.
-const maxInterned = 1 << 14
-
-// str returns the NUL-terminated string at the start of b, reusing an
-// earlier equal string so that repeated names do not allocate.
-func (r *Reader) str(b []byte) string {
-	for i, c := range b {
-		if c == 0 {
-			b = b[:i]
-			break
-		}
-	}
-	if s, ok := r.strs[string(b)]; ok {
-		return s
-	}
-	s := string(b)
-	if len(r.strs) < maxInterned {
-		r.strs[s] = s
-	}
-	return s
+	return r.dec.decode(rec, b[:h.size], off, h, ai)
 }

@@ -93,8 +93,10 @@ func (t RecordType) String() string {
 	return fmt.Sprintf("RecordType(%d)", uint32(t))
 }
 
-// known reports whether perf knows t (the reader skips and counts the rest).
-func (t RecordType) known() bool {
+// Known reports whether perf knows t: one of the kernel's record types
+// (RecordMmap to RecordAuxOutputHWID) or of perf's own (RecordHeaderAttr to
+// RecordFinishedInit). A [Reader] skips and counts the rest.
+func (t RecordType) Known() bool {
 	return t > 0 && t < recordKernelTypeLimit || t >= recordUserTypeStart && t < recordUserTypeLimit
 }
 

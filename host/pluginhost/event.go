@@ -84,7 +84,7 @@ func (m Mode) String() string {
 // connection; match takes no lock and allocates nothing.
 type matcher struct {
 	samples     bool
-	hz          uint32 // the highest cpu-clock rate asked for
+	hz          uint32          // the highest cpu-clock rate asked for
 	tracepoints map[string]bool // "group:name"
 	allSyscalls bool
 	syscalls    map[string]bool
