@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -40,6 +41,12 @@ var (
 	ErrSelf = errors.New("ptrace: cannot stop the calling process")
 	// ErrClosed: the Tracer was closed.
 	ErrClosed = errors.New("ptrace: tracer closed")
+	// ErrNotStarted: the process was not started by this Tracer with
+	// [Tracer.Start] (or it was already reaped, or is still held where the
+	// call needs it released).
+	ErrNotStarted = errors.New("ptrace: not a process started by this tracer")
+	// ErrBusy: a [Tracer.Trace] is already running on this Tracer.
+	ErrBusy = errors.New("ptrace: a trace is already running on this tracer")
 )
 
 // Thread is one stopped thread of a [Process].
@@ -71,6 +78,9 @@ type Tracer struct {
 	reqs chan request
 	quit chan struct{}
 	wg   sync.WaitGroup // the serving goroutine
+	// kick, while a Trace runs, wakes its loop out of wait4 so that it
+	// takes requests.
+	kick atomic.Pointer[func()]
 
 	closeOnce sync.Once
 }
@@ -84,6 +94,17 @@ type request struct {
 type state struct {
 	attached map[*Process]bool
 	stuck    []int // tids seized but never stopped, released by retiring the thread
+
+	// Processes [Tracer.Start] made: children of the tracer thread.
+	held     map[int]bool            // stopped after their execve, not yet released or traced
+	children map[int]bool            // started and not yet reaped
+	reaped   map[int]unix.WaitStatus // children a trace loop reaped, for Wait
+	tracing  bool                    // a Trace runs (inside a request)
+}
+
+func newState() *state {
+	return &state{attached: make(map[*Process]bool), held: make(map[int]bool),
+		children: make(map[int]bool), reaped: make(map[int]unix.WaitStatus)}
 }
 
 // New starts a Tracer, logging to log (nil: no logging). Close it to stop
@@ -94,7 +115,7 @@ func New(log *zap.Logger) *Tracer {
 	}
 	t := &Tracer{log: log, reqs: make(chan request), quit: make(chan struct{})}
 	t.wg.Add(1)
-	go t.serve(&state{attached: make(map[*Process]bool)})
+	go t.serve(newState())
 	return t
 }
 
@@ -110,7 +131,7 @@ func (t *Tracer) serve(st *state) {
 		case req := <-t.reqs:
 			req.fn(st)
 			close(req.done)
-			if len(st.stuck) > 0 && len(st.attached) == 0 {
+			if len(st.stuck) > 0 && len(st.attached) == 0 && len(st.held) == 0 {
 				t.log.Info("retiring tracer thread to release tasks that never stopped", zap.Ints("tids", st.stuck))
 				st.stuck = nil
 				t.wg.Add(1)
@@ -123,6 +144,7 @@ func (t *Tracer) serve(st *state) {
 					t.log.Warn("detach at close", zap.Int("pid", p.PID), zap.Error(err))
 				}
 			}
+			st.killHeld(t.log)
 			return
 		}
 	}
@@ -135,19 +157,31 @@ func (t *Tracer) do(ctx context.Context, fn func(*state)) error {
 		return err
 	}
 	req := request{fn: fn, done: make(chan struct{})}
-	select {
-	case t.reqs <- req:
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.quit:
-		return ErrClosed
+	for sent := false; !sent; {
+		var retry <-chan time.Time
+		if k := t.kick.Load(); k != nil {
+			// A Trace holds the thread: wake its loop, and again if it
+			// looked before the request was there.
+			(*k)()
+			retry = time.After(5 * time.Millisecond)
+		}
+		select {
+		case t.reqs <- req:
+			sent = true
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.quit:
+			return ErrClosed
+		case <-retry:
+		}
 	}
 	<-req.done
 	return nil
 }
 
-// Close detaches every process still stopped and ends the tracer thread. It
-// may be called more than once.
+// Close detaches every process still stopped, kills the processes
+// [Tracer.Start] made that are still held (never released nor traced), and
+// ends the tracer thread. It may be called more than once.
 func (t *Tracer) Close() error {
 	t.closeOnce.Do(func() { close(t.quit) })
 	t.wg.Wait()

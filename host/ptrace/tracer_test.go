@@ -60,7 +60,7 @@ int main(int argc, char **argv) {
 }
 `
 
-func newTracer(t *testing.T) *Tracer {
+func newTracer(t testing.TB) *Tracer {
 	t.Helper()
 	tr := New(nil)
 	t.Cleanup(func() { tr.Close() })
