@@ -10,12 +10,13 @@ DEMO    := $(BIN)/demo
 # Debian packages the build and the tests use: gcc builds the C test targets
 # and the demo, gdb and perf are oracles (backtraces; perf.data and perf
 # script), libc6-dbg gives libc's frames their names (as gdb finds them, by
-# build-id).
-DEBS    := gcc gdb libc6-dbg linux-perf
+# build-id), strace is the ptrace source's oracle (syscall counts) and
+# baseline (make bench), gcc-multilib builds its 32-bit target.
+DEBS    := gcc gdb libc6-dbg linux-perf strace gcc-multilib
 # On CI (CI=true) these must not be skipped for lack of them: a test that
 # would skip fails instead (internal/testutil.Need).
 comma   := ,
-export UNWINDD_TEST_REQUIRE ?= $(if $(filter true,$(CI)),gcc$(comma)gdb$(comma)ptrace$(comma)libc$(comma)libc6-dbg$(comma)objcopy$(comma)setuid$(comma)perf)
+export UNWINDD_TEST_REQUIRE ?= $(if $(filter true,$(CI)),gcc$(comma)gdb$(comma)ptrace$(comma)libc$(comma)libc6-dbg$(comma)objcopy$(comma)setuid$(comma)perf$(comma)strace)
 FUZZTIME ?= 30s
 
 # Code generation (make generate): protoc from Debian, the Go plugins pinned.
@@ -55,19 +56,19 @@ $(BIN)/demo-nofp: testdata/demo/demo.c | deps
 	@mkdir -p $(BIN)
 	gcc -O2 -fomit-frame-pointer -pthread -o $@ $<
 
-# The main job until live tracing lands: start the demo (four threads, each
-# deep in a call chain), stop every thread with ptrace after 300 ms, walk each
-# user stack from live memory, print it, detach, end the demo. Then record the
-# demo for a second with perf (user registers and stack copies), replay the
-# recording through the host into the perf plugin, and list what it wrote.
+# The main job: trace the demo (four threads, each deep in a call chain, and
+# a few syscalls) live for a second with the embedded default deployment:
+# cpu-clock samples and every syscall, each kernel entry's user stack
+# unwound once and delivered to the perf and ftrace plugins, which write
+# their files to bin/out. Before that, `unwindd stack` stops the demo once
+# and prints every thread's stack.
 run: deps build $(DEMO)
 	@echo "== unwindd stack --after 300ms -- $(DEMO)"
 	$(UNWINDD) stack --after 300ms -- $(DEMO)
-	@echo "== perf record -e cpu-clock -F 999 --call-graph dwarf -o $(BIN)/demo.perf.data -- $(DEMO) 1000"
-	perf record -q -e cpu-clock -F 999 --call-graph dwarf -o $(BIN)/demo.perf.data -- $(DEMO) 1000
-	@echo "== unwindd replay --out $(BIN)/out $(BIN)/demo.perf.data"
-	$(UNWINDD) replay --out $(BIN)/out $(BIN)/demo.perf.data
-	ls -l $(BIN)/out
+	@echo "== unwindd run --out $(BIN)/out -- $(DEMO) 1000"
+	$(UNWINDD) run --log-level warn --out $(BIN)/out -- $(DEMO) 1000
+	@ls -l $(BIN)/out
+	@echo "== look at them: go tool pprof -top $(BIN)/out/profile.pb.gz; less $(BIN)/out/stacks.folded $(BIN)/out/trace.txt"
 
 vet:
 	$(GO) vet ./...

@@ -112,7 +112,7 @@ func runReplay(cmd *cobra.Command, a *app, o replayOptions, path string) error {
 	sum, err := replay.Run(cmd.Context(), path, ro, a.log)
 	prog.done()
 	if sum != nil {
-		writeSummary(a.stdout, sum)
+		writeSummary(a.stdout, fmt.Sprintf("replayed %s in %v", sum.File, sum.Duration.Round(time.Millisecond)), sum)
 		for _, p := range sum.Plugins {
 			if p.State == pluginhost.StateFailed {
 				err = errors.Join(err, fmt.Errorf("plugin %s failed: %w", p.Name, p.Err))
@@ -184,9 +184,9 @@ func pluginSpecs(o replayOptions) ([]pluginhost.Spec, error) {
 	return specs, nil
 }
 
-func writeSummary(w io.Writer, s *replay.Summary) {
+func writeSummary(w io.Writer, title string, s *replay.Summary) {
 	f, t := s.Feed, s.Tracker
-	fmt.Fprintf(w, "replayed %s in %v\n", s.File, s.Duration.Round(time.Millisecond))
+	fmt.Fprintln(w, title)
 	fmt.Fprintf(w, "  records  %d (samples %d, skipped %d)\n", f.Records, f.Samples, f.Skipped)
 	fmt.Fprintf(w, "  entries  %d (unwinds %d, events %d, refused %d)\n", t.Entries, t.Unwinds, t.Events, t.Refused)
 	fmt.Fprintf(w, "  tasks    %d (exited %d), mappings %d\n", t.Tasks, t.Exits, t.Mmaps)

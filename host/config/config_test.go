@@ -541,8 +541,8 @@ func TestDefault(t *testing.T) {
 			t.Errorf("default plugin %s is not built in", p.Name)
 		}
 	}
-	if !reflect.DeepEqual(names, []string{"perf"}) {
-		t.Errorf("default plugins %v, want [perf]", names)
+	if !reflect.DeepEqual(names, []string{"perf", "ftrace"}) {
+		t.Errorf("default plugins %v, want [perf ftrace]", names)
 	}
 	if got := string(a.Plugins[0].Config); got != "hz: 999\n" {
 		t.Errorf("perf plugin's config %q, want the source's rate, hz: 999", got)

@@ -65,4 +65,5 @@ func ExampleDefault() {
 	// Output:
 	// perf 999 [sframe cfi fp]
 	// perf "hz: 999\n"
+	// ftrace ""
 }

@@ -41,6 +41,9 @@ type Options struct {
 	Unwind []x86_64.FrameType
 	// NoPace: see [RunSource].
 	NoPace bool
+	// CopyStacks is entry.Options.CopyStacks: set it for a source whose
+	// stack bytes do not outlive the record (a live ring).
+	CopyStacks bool
 }
 
 // Summary is what a replay did.
@@ -149,7 +152,7 @@ func RunSource(ctx context.Context, src Source, recorded *perfdata.File, opts Op
 	if err := waitRunning(ctx, mgr, timeout); err != nil {
 		return finish(err)
 	}
-	tr, err := entry.New(eng, mgr.Dispatcher(), entry.Options{Spaces: spaces, Tables: Tables(spaces, files)}, log)
+	tr, err := entry.New(eng, mgr.Dispatcher(), entry.Options{Spaces: spaces, Tables: Tables(spaces, files), CopyStacks: opts.CopyStacks}, log)
 	if err != nil {
 		return finish(err)
 	}
