@@ -1,4 +1,9 @@
-// Code generated from /usr/include/x86_64-linux-gnu/asm/unistd_64.h; DO NOT EDIT.
+// The x86-64 system calls of Linux 6.18 by number, from the kernel's
+// arch/x86/entry/syscalls/syscall_64.tbl (the common and 64 ABIs): the
+// names of <asm/unistd_64.h>, strace, and the raw_syscalls events. The
+// ftrace plugin carries the same table (plugins/ftrace/syscalls.go; plugins
+// import no host package). Debian 12's headers stop at 450: take a newer
+// kernel's table when one adds calls. Numbers 337 to 423 are unused.
 
 package entry
 
@@ -339,6 +344,8 @@ var syscallNames = [...]string{
 	332: "statx",
 	333: "io_pgetevents",
 	334: "rseq",
+	335: "uretprobe",
+	336: "uprobe",
 	424: "pidfd_send_signal",
 	425: "io_uring_setup",
 	426: "io_uring_enter",
@@ -366,4 +373,23 @@ var syscallNames = [...]string{
 	448: "process_mrelease",
 	449: "futex_waitv",
 	450: "set_mempolicy_home_node",
+	451: "cachestat",
+	452: "fchmodat2",
+	453: "map_shadow_stack",
+	454: "futex_wake",
+	455: "futex_wait",
+	456: "futex_requeue",
+	457: "statmount",
+	458: "listmount",
+	459: "lsm_get_self_attr",
+	460: "lsm_set_self_attr",
+	461: "lsm_list_modules",
+	462: "mseal",
+	463: "setxattrat",
+	464: "getxattrat",
+	465: "listxattrat",
+	466: "removexattrat",
+	467: "open_tree_attr",
+	468: "file_getattr",
+	469: "file_setattr",
 }
