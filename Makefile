@@ -24,7 +24,7 @@ PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 TOOLS   := $(CURDIR)/$(BIN)/tools
 
-.PHONY: all build run test vet deps fuzz bench bench-replay bench-replay-nofp clean generate
+.PHONY: all build run test vet deps fuzz bench bench-replay bench-replay-nofp bench-live clean generate
 
 all: build
 
@@ -110,6 +110,13 @@ bench-replay: deps
 # walked with CFI, libc's included, whole stacks on both sides.
 bench-replay-nofp: deps
 	DEMO=$(BIN)/demo-nofp scripts/bench-replay.sh
+
+# `unwindd run` live beside its anchors, in the same run: the perf source's
+# wall-time overhead on a CPU-bound program beside perf record's (999 Hz,
+# DWARF stacks), host CPU per sample; the ptrace source's cost per syscall
+# beside strace and strace -k. KEEP=1 keeps the files (/tmp/unwindd-bench-live).
+bench-live: deps
+	scripts/bench-live.sh
 
 # Regenerates sdk/proto from plugin.proto; the output is committed.
 generate:
