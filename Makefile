@@ -16,7 +16,7 @@ DEBS    := gcc gdb libc6-dbg linux-perf strace gcc-multilib
 # On CI (CI=true) these must not be skipped for lack of them: a test that
 # would skip fails instead (internal/testutil.Need).
 comma   := ,
-export UNWINDD_TEST_REQUIRE ?= $(if $(filter true,$(CI)),gcc$(comma)gdb$(comma)ptrace$(comma)libc$(comma)libc6-dbg$(comma)objcopy$(comma)setuid$(comma)perf$(comma)strace)
+export UNWINDD_TEST_REQUIRE ?= $(if $(filter true,$(CI)),gcc$(comma)gdb$(comma)ptrace$(comma)libc$(comma)libc6-dbg$(comma)objcopy$(comma)setuid$(comma)perf$(comma)strace$(comma)multilib)
 FUZZTIME ?= 30s
 
 # Code generation (make generate): protoc from Debian, the Go plugins pinned.

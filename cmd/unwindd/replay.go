@@ -192,8 +192,8 @@ func writeSummary(w io.Writer, title string, s *replay.Summary) {
 	fmt.Fprintf(w, "  tasks    %d (exited %d), mappings %d\n", t.Tasks, t.Exits, t.Mmaps)
 	fmt.Fprintf(w, "  lost     %d records, %d events (%d entries ended early)\n", f.LostRecords, f.LostEvents, t.LostEnds)
 	for _, p := range s.Plugins {
-		fmt.Fprintf(w, "  plugin %s (%v): events %d, callbacks %d, dropped %d events %d stacks, lost notices %d, batches %d acked %d\n",
-			p.Name, p.State, p.Events, p.Stacks+p.DroppedStacks, p.DroppedEvents, p.DroppedStacks, p.LostNotices, p.Batches, p.Acked)
+		fmt.Fprintf(w, "  plugin %s (%v): events %d, callbacks %d, refused %d, dropped %d events %d stacks, lost notices %d, batches %d acked %d\n",
+			p.Name, p.State, p.Events, p.Stacks+p.DroppedStacks, p.RequestsRefused, p.DroppedEvents, p.DroppedStacks, p.LostNotices, p.Batches, p.Acked)
 		if p.Err != nil {
 			fmt.Fprintf(w, "    error: %v\n", p.Err)
 		}

@@ -42,6 +42,8 @@ func (d *Dispatcher) Event(t *deferred.Task, ev Event) {
 			var cookie uint64
 			if _, c, err := t.Request(in.tracer); err == nil {
 				cookie = uint64(c)
+			} else {
+				in.p.ctr.refused.Add(1)
 			}
 			in.push(item{kind: itemEvent, pid: t.PID(), tid: t.TID(), cookie: cookie, ev: ev})
 		case ModeDecide:
@@ -85,6 +87,8 @@ func (d *Dispatcher) EndEntry(t *deferred.Task) {
 		if s.in.decide(t, s.evs) {
 			if _, c, err := t.Request(s.in.tracer); err == nil {
 				cookie = uint64(c)
+			} else {
+				s.in.p.ctr.refused.Add(1)
 			}
 		}
 		for _, ev := range s.evs {

@@ -61,7 +61,11 @@ type Stats struct {
 	StackDefs, StackRefs         uint64 // stacks sent in full, stacks sent as a reference only
 	DecideCalls, DecideTimeouts  uint64
 	DecideErrors                 uint64
-	Crashes, Restarts            uint64
+	// RequestsRefused counts the stacks the host asked the engine for on
+	// the plugin's behalf and the engine refused: a 32-bit (compat) task
+	// or a kernel thread (R5), an exiting task.
+	RequestsRefused   uint64
+	Crashes, Restarts uint64
 }
 
 type counters struct {
@@ -72,6 +76,7 @@ type counters struct {
 	stackDefs, stackRefs         atomic.Uint64
 	decideCalls, decideTimeouts  atomic.Uint64
 	decideErrors                 atomic.Uint64
+	refused                      atomic.Uint64
 	crashes, restarts            atomic.Uint64
 }
 
@@ -272,6 +277,7 @@ func (m *Manager) Stats() []Stats {
 		s.Batches, s.Acked = c.batches.Load(), c.acked.Load()
 		s.StackDefs, s.StackRefs = c.stackDefs.Load(), c.stackRefs.Load()
 		s.DecideCalls, s.DecideTimeouts, s.DecideErrors = c.decideCalls.Load(), c.decideTimeouts.Load(), c.decideErrors.Load()
+		s.RequestsRefused = c.refused.Load()
 		s.Crashes, s.Restarts = c.crashes.Load(), c.restarts.Load()
 		out[i] = s
 	}
