@@ -245,9 +245,7 @@ func TestRunCompat(t *testing.T) {
 	for _, source := range []string{"perf", "ptrace"} {
 		t.Run(source, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "out")
-			deploy := writeFile(t, t.TempDir(), "deploy.yaml", fmt.Sprintf("output: %[1]s\nsource: {ptrace: {frequency: 199}}\nplugins:\n  - name: perf\n    path: %[2]s\n    config: {out: %[1]s}\n  - name: ftrace\n    path: %[3]s\n    config: {out: %[1]s}\n", out, perf, ftrace))
-			// Every syscall: a 32-bit task's are numbered by the i386 table,
-			// which the host does not name yet (they get x86-64 names).
+			deploy := writeFile(t, t.TempDir(), "deploy.yaml", fmt.Sprintf("output: %[1]s\nsource: {ptrace: {frequency: 199}}\nplugins:\n  - name: perf\n    path: %[2]s\n    config: {out: %[1]s}\n  - name: ftrace\n    path: %[3]s\n    config: {out: %[1]s, syscalls: [write]}\n", out, perf, ftrace))
 			code, stdout, stderr := runCLI(t, "--log-level", "warn", "run", "--config", deploy, "--source", source, "--", exe)
 			skipIfNoPtrace(t, stderr)
 			if code != 0 {
@@ -266,6 +264,12 @@ func TestRunCompat(t *testing.T) {
 			}
 			if found != 2 || !strings.Contains(stdout, "target   exited with status 3") {
 				t.Errorf("summary:\n%s", stdout)
+			}
+			// Its syscalls are named by the i386 table: write is 4 there
+			// (stat on x86-64).
+			trace, err := os.ReadFile(filepath.Join(out, "trace.txt"))
+			if n := strings.Count(string(trace), ": sys_write("); err != nil || n != 5 {
+				t.Errorf("%d sys_write entries in trace.txt (%v), want the program's 5:\n%s", n, err, trace)
 			}
 		})
 	}

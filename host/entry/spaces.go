@@ -141,3 +141,17 @@ func SyscallName(nr int64) string {
 	}
 	return ""
 }
+
+// SyscallNameOf names system call nr of a task of kind k: by the i386
+// table for a 32-bit (compat) task, whose raw_syscalls id is an i386
+// number (4 is write there, stat on x86-64), else by the x86-64 one. ""
+// for a number it does not know.
+func SyscallNameOf(k Kind, nr int64) string {
+	if k != KindCompat {
+		return SyscallName(nr)
+	}
+	if nr >= 0 && nr < int64(len(syscallNames32)) {
+		return syscallNames32[nr]
+	}
+	return ""
+}

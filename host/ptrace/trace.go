@@ -676,9 +676,14 @@ func (s *session) prepare(tk *tracee, mode entry.CPUMode, b entry.Boundary) *ent
 	return smp
 }
 
-// syscallName names nr as the perf source does.
-func syscallName(nr int64) string {
-	if name := entry.SyscallName(nr); name != "" {
+// syscallName names nr as the perf source does: by the i386 table for a
+// 32-bit task.
+func syscallName(nr int64, compat bool) string {
+	k := entry.KindUser
+	if compat {
+		k = entry.KindCompat
+	}
+	if name := entry.SyscallNameOf(k, nr); name != "" {
 		return name
 	}
 	return "syscall_" + strconv.FormatInt(nr, 10)
@@ -712,7 +717,7 @@ func (s *session) syscallStop(tk *tracee, interrupted bool) {
 		for i, a := range args {
 			fields[i+1] = pluginhost.Field{Name: argNames[i], Kind: pluginhost.FieldUint, Uint: a}
 		}
-		smp.Event.Kind, smp.Event.Name, smp.Event.Fields = pluginhost.KindSyscallEnter, syscallName(nr), fields
+		smp.Event.Kind, smp.Event.Name, smp.Event.Fields = pluginhost.KindSyscallEnter, syscallName(nr, tk.compat), fields
 		s.tr.Sample(smp)
 		if interrupted {
 			s.kernelSample(tk)
@@ -734,7 +739,7 @@ func (s *session) syscallStop(tk *tracee, interrupted bool) {
 		s.comm(tk, false)
 	}
 	smp := s.prepare(tk, entry.ModeKernel, entry.BoundaryExit)
-	smp.Event.Kind, smp.Event.Name = pluginhost.KindSyscallExit, syscallName(nr)
+	smp.Event.Kind, smp.Event.Name = pluginhost.KindSyscallExit, syscallName(nr, tk.compat)
 	fields := s.fields(2)
 	fields[0] = pluginhost.Field{Name: "id", Kind: pluginhost.FieldInt, Int: nr}
 	fields[1] = pluginhost.Field{Name: "ret", Kind: pluginhost.FieldInt, Int: ret}

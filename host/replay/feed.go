@@ -185,7 +185,7 @@ func sampleOf(rec *perfdata.Record, s *entry.Sample, ev *eventDecoder) bool {
 	if s.Stack == nil && attr.SampleType&perfdata.SampleCallchain != 0 {
 		s.Callchain, s.CallchainTruncated = userChain(smp.Callchain, attr.SampleMaxStack)
 	}
-	s.Event, s.Boundary = ev.decode(rec)
+	s.Event, s.Boundary = ev.decode(rec, s.Kind)
 	return true
 }
 
@@ -271,7 +271,9 @@ func (d *eventDecoder) kindOf(a *perfdata.Attr) *eventKind {
 	return k
 }
 
-func (d *eventDecoder) decode(rec *perfdata.Record) (pluginhost.Event, entry.Boundary) {
+// decode makes rec's event; kind is its task's (a 32-bit task's syscalls
+// are named by the i386 table).
+func (d *eventDecoder) decode(rec *perfdata.Record, kind entry.Kind) (pluginhost.Event, entry.Boundary) {
 	k := d.kindOf(rec.Attr)
 	ev := pluginhost.Event{Kind: k.kind, Name: k.name, TimeNS: rec.Ident.Time, CPU: int32(rec.Ident.CPU), Period: rec.Sample.Period}
 	if rec.Ident.Fields&perfdata.SampleCPU == 0 {
@@ -282,7 +284,7 @@ func (d *eventDecoder) decode(rec *perfdata.Record) (pluginhost.Event, entry.Bou
 		ev.Name = "unknown"
 		if k.idField != nil {
 			if nr, err := k.idField.Int(raw, 0); err == nil {
-				if ev.Name = entry.SyscallName(nr); ev.Name == "" {
+				if ev.Name = entry.SyscallNameOf(kind, nr); ev.Name == "" {
 					ev.Name = "syscall_" + strconv.FormatInt(nr, 10)
 				}
 			}
