@@ -1,7 +1,10 @@
 package main
 
 import (
+	"encoding/json"
+
 	"github.com/unwindd/unwindd/internal/testutil"
+	"go.uber.org/zap"
 
 	"bytes"
 	"context"
@@ -178,5 +181,29 @@ func TestStackInterrupted(t *testing.T) {
 	code := run(ctx, []string{"stack", "--after", "1m", "--", exe}, &out, &errb)
 	if code != 1 || !strings.Contains(errb.String(), "deadline exceeded") || time.Since(start) > 30*time.Second {
 		t.Errorf("interrupted: exit %d after %v, stderr %q", code, time.Since(start), errb.String())
+	}
+}
+
+// TestLogFormat: --log-format json writes one JSON object per entry, with
+// the plugin name as a field, and a bad format is a usage error.
+func TestLogFormat(t *testing.T) {
+	var buf bytes.Buffer
+	log, err := newLogger("info", "json", &buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Info("plugin started", zap.String("plugin", "perf"))
+	var entry map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &entry); err != nil {
+		t.Fatalf("not JSON: %v: %q", err, buf.String())
+	}
+	if entry["msg"] != "plugin started" || entry["plugin"] != "perf" || entry["level"] != "info" || entry["ts"] == nil {
+		t.Errorf("entry %v", entry)
+	}
+	if code, _, stderr := runCLI(t, "--log-format", "xml", "version"); code != 2 || !strings.Contains(stderr, `--log-format "xml": want console or json`) {
+		t.Errorf("--log-format xml: exit %d, stderr %q", code, stderr)
+	}
+	if code, out, _ := runCLI(t, "--log-format", "json", "version"); code != 0 || !strings.HasPrefix(out, "unwindd ") {
+		t.Errorf("--log-format json version: exit %d, %q", code, out)
 	}
 }

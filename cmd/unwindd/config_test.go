@@ -110,3 +110,24 @@ func TestReplayConfig(t *testing.T) {
 		t.Errorf("--config with --plugin: exit %d, stderr %q", code, stderr)
 	}
 }
+
+// TestLogFromConfig: a deployment's log keys set the log level and format
+// when the command line does not.
+func TestLogFromConfig(t *testing.T) {
+	perf := buildPerfPlugin(t)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out")
+	file := writeFile(t, dir, "deploy.yaml", fmt.Sprintf("output: %s\nlog: {level: info, format: json}\nunwind: [fp]\nplugins:\n  - name: perf\n    path: %s\n    config: {out: %s}\n", out, perf, out))
+	code, stdout, stderr := runCLI(t, "replay", "--config", file, dwarfData)
+	if code != 0 {
+		t.Fatalf("exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
+	}
+	if !strings.Contains(stderr, `{"level":"info"`) || !strings.Contains(stderr, `"msg":"plugin started"`) {
+		t.Errorf("stderr is not the deployment's JSON log at info:\n%s", stderr)
+	}
+	// The command line wins.
+	code, _, stderr = runCLI(t, "--log-level", "error", "replay", "--config", file, dwarfData)
+	if code != 0 || strings.Contains(stderr, "plugin started") {
+		t.Errorf("--log-level error: exit %d, stderr:\n%s", code, stderr)
+	}
+}

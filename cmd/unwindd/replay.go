@@ -85,7 +85,7 @@ func runReplay(cmd *cobra.Command, a *app, o replayOptions, path string) error {
 	if !st.Mode().IsRegular() && st.Mode()&fs.ModeNamedPipe == 0 {
 		return fmt.Errorf("replay: %s is not a file", path)
 	}
-	specs, methods, err := replaySetup(cmd, &o)
+	specs, methods, err := replaySetup(cmd, a, &o)
 	if err != nil {
 		return err
 	}
@@ -125,7 +125,7 @@ func runReplay(cmd *cobra.Command, a *app, o replayOptions, path string) error {
 // replaySetup reads the deployment (--config, or the embedded default) and
 // applies the flags to it: --out and --unwind override its keys, --plugin
 // replaces its plugins. It sets o.out to the output directory in effect.
-func replaySetup(cmd *cobra.Command, o *replayOptions) ([]pluginhost.Spec, []x86_64.FrameType, error) {
+func replaySetup(cmd *cobra.Command, a *app, o *replayOptions) ([]pluginhost.Spec, []x86_64.FrameType, error) {
 	flags := cmd.Flags()
 	if len(o.plugins) > 0 && o.config != "" {
 		return nil, nil, usageError{errors.New("replay: --plugin replaces the deployment's plugins; give it or --config, not both")}
@@ -136,6 +136,9 @@ func replaySetup(cmd *cobra.Command, o *replayOptions) ([]pluginhost.Spec, []x86
 		if cfg, err = config.Load(o.config); err != nil {
 			return nil, nil, wrapConfigError(err)
 		}
+	}
+	if err := a.logFromConfig(cmd, cfg.Log.Level, cfg.Log.Format); err != nil {
+		return nil, nil, err
 	}
 	if flags.Changed("out") {
 		cfg.Output = o.out

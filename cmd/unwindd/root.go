@@ -20,14 +20,14 @@ type app struct {
 
 func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	a := &app{stdout: stdout, stderr: stderr, log: zap.NewNop()}
-	var level string
+	var level, format string
 	root := &cobra.Command{
 		Use:           "unwindd",
 		Short:         "User-stack tracing for Linux x86-64",
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
-			log, err := newLogger(level, stderr)
+			log, err := newLogger(level, format, stderr)
 			if err != nil {
 				return err
 			}
@@ -38,6 +38,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.PersistentFlags().StringVar(&level, "log-level", "info", "log level: debug, info, warn, error")
+	root.PersistentFlags().StringVar(&format, "log-format", "console", "log format: console (for people) or json (for log collectors)")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%w (see '%s --help')", err, cmd.CommandPath())}
 	})
@@ -45,16 +46,49 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	return root
 }
 
-// newLogger returns a console logger writing to w at level.
-func newLogger(level string, w io.Writer) (*zap.Logger, error) {
+// logFromConfig rebuilds a's logger from a deployment's log keys, for each
+// of --log-level and --log-format not given on the command line.
+func (a *app) logFromConfig(cmd *cobra.Command, level, format string) error {
+	lf, ff := cmd.Flag("log-level"), cmd.Flag("log-format")
+	if lf == nil || ff == nil || lf.Changed && ff.Changed {
+		return nil
+	}
+	if lf.Changed {
+		level = lf.Value.String()
+	}
+	if ff.Changed {
+		format = ff.Value.String()
+	}
+	log, err := newLogger(level, format, a.stderr)
+	if err != nil {
+		return err
+	}
+	a.log = log
+	return nil
+}
+
+// newLogger returns a logger writing to w at level, in format console
+// (one readable line per entry) or json (one JSON object per line, zap's
+// production encoding, for log collectors).
+func newLogger(level, format string, w io.Writer) (*zap.Logger, error) {
 	lvl, err := zapcore.ParseLevel(level)
 	if err != nil {
 		return nil, usageError{fmt.Errorf("--log-level: %w", err)}
 	}
-	enc := zap.NewDevelopmentEncoderConfig()
-	enc.EncodeTime = zapcore.TimeEncoderOfLayout("15:04:05.000")
-	core := zapcore.NewCore(zapcore.NewConsoleEncoder(enc), zapcore.AddSync(w), lvl)
-	return zap.New(core), nil
+	var enc zapcore.Encoder
+	switch format {
+	case "console":
+		cfg := zap.NewDevelopmentEncoderConfig()
+		cfg.EncodeTime = zapcore.TimeEncoderOfLayout("15:04:05.000")
+		enc = zapcore.NewConsoleEncoder(cfg)
+	case "json":
+		cfg := zap.NewProductionEncoderConfig()
+		cfg.EncodeTime = zapcore.ISO8601TimeEncoder
+		enc = zapcore.NewJSONEncoder(cfg)
+	default:
+		return nil, usageError{fmt.Errorf("--log-format %q: want console or json", format)}
+	}
+	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(w), lvl)), nil
 }
 
 func newVersionCmd(a *app) *cobra.Command {

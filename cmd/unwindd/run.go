@@ -95,6 +95,9 @@ func runLive(cmd *cobra.Command, a *app, o runOptions, args []string) error {
 			return wrapConfigError(err)
 		}
 	}
+	if err := a.logFromConfig(cmd, cfg.Log.Level, cfg.Log.Format); err != nil {
+		return err
+	}
 	if flags.Changed("out") {
 		cfg.Output = o.out
 	}
