@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -93,9 +94,28 @@ func TestReplayConfig(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "out")
 	file := writeFile(t, dir, "deploy.yaml", fmt.Sprintf("output: %s\nunwind: [fp]\nplugins:\n  - name: perf\n    path: %s\n    config: {out: %s}\n", out, perf, out))
-	code, stdout, stderr := runCLI(t, "replay", "--log-level", "warn", "--config", file, dwarfData)
+	sumFile := filepath.Join(dir, "summary.json")
+	code, stdout, stderr := runCLI(t, "replay", "--log-level", "warn", "--config", file, "--summary-json", sumFile, dwarfData)
 	if code != 0 {
 		t.Fatalf("exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
+	}
+	var sum struct {
+		Command string
+		Feed    struct{ Samples uint64 }
+		Plugins []struct {
+			Name      string
+			State     string
+			Events    uint64
+			Callbacks uint64
+		}
+	}
+	if b, err := os.ReadFile(sumFile); err != nil {
+		t.Error(err)
+	} else if err := json.Unmarshal(b, &sum); err != nil {
+		t.Errorf("summary.json: %v\n%s", err, b)
+	} else if sum.Command != "replay" || sum.Feed.Samples == 0 || len(sum.Plugins) != 1 || sum.Plugins[0].Name != "perf" ||
+		sum.Plugins[0].State != "stopped" || sum.Plugins[0].Callbacks != sum.Feed.Samples {
+		t.Errorf("summary.json %+v", sum)
 	}
 	for _, f := range []string{"profile.pb.gz", "stacks.folded", "perf.script.txt"} {
 		if st, err := os.Stat(filepath.Join(out, f)); err != nil || st.Size() == 0 {

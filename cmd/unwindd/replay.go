@@ -33,6 +33,7 @@ type replayOptions struct {
 	cpuprofile string
 	unwind     string
 	config     string
+	summary    string
 }
 
 func newReplayCmd(a *app) *cobra.Command {
@@ -72,6 +73,7 @@ the perf plugin, ` + perfPluginName + `, found beside the unwindd executable.
 	f.StringVar(&o.out, "out", "unwindd-out", "directory the plugins write their output to (default: the deployment's output)")
 	f.StringArrayVar(&o.plugins, "plugin", nil, "a plugin binary to replay into instead of the perf plugin (repeatable)")
 	f.StringVar(&o.unwind, "unwind", "sframe,cfi,fp", "unwind methods in priority order (sframe, cfi, fp), e.g. fp alone")
+	f.StringVar(&o.summary, "summary-json", "", "also write the summary to this file, as JSON")
 	f.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the replay to this file (for go tool pprof)")
 	_ = f.MarkHidden("cpuprofile")
 	return cmd
@@ -113,6 +115,7 @@ func runReplay(cmd *cobra.Command, a *app, o replayOptions, path string) error {
 	prog.done()
 	if sum != nil {
 		writeSummary(a.stdout, fmt.Sprintf("replayed %s in %v", sum.File, sum.Duration.Round(time.Millisecond)), sum)
+		err = errors.Join(err, writeSummaryJSON(o.summary, "replay", sum.File, "", sum))
 		for _, p := range sum.Plugins {
 			if p.State == pluginhost.StateFailed {
 				err = errors.Join(err, fmt.Errorf("plugin %s failed: %w", p.Name, p.Err))

@@ -31,6 +31,7 @@ type runOptions struct {
 	unwind   string
 	pid      int
 	duration time.Duration
+	summary  string
 }
 
 func newRunCmd(a *app) *cobra.Command {
@@ -82,6 +83,7 @@ are drained, write their outputs, and a summary is printed.`,
 	f.StringVar(&o.unwind, "unwind", "sframe,cfi,fp", "unwind methods in priority order (default: the deployment's)")
 	f.IntVarP(&o.pid, "pid", "p", 0, "process to attach to")
 	f.DurationVar(&o.duration, "duration", 0, "stop tracing after this long (0: when the target ends or on Ctrl-C)")
+	f.StringVar(&o.summary, "summary-json", "", "also write the summary to this file, as JSON")
 	return cmd
 }
 
@@ -176,6 +178,7 @@ func runLive(cmd *cobra.Command, a *app, o runOptions, args []string) error {
 		if lv.status != "" {
 			fmt.Fprintf(a.stdout, "  target   %s\n", lv.status)
 		}
+		err = errors.Join(err, writeSummaryJSON(o.summary, "run", what, lv.status, sum))
 		for _, p := range sum.Plugins {
 			if p.State == pluginhost.StateFailed {
 				err = errors.Join(err, fmt.Errorf("plugin %s failed: %w", p.Name, p.Err))

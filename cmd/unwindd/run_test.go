@@ -86,10 +86,14 @@ plugins:
     path: %[3]s
     config: {out: %[1]s, syscalls: [write]}
 `, out, perf, ftrace))
-			code, stdout, stderr := runCLI(t, "--log-level", "warn", "run", "--config", deploy, "--source", source, "--", exe)
+			sumFile := filepath.Join(dir, "summary.json")
+			code, stdout, stderr := runCLI(t, "--log-level", "warn", "run", "--config", deploy, "--source", source, "--summary-json", sumFile, "--", exe)
 			skipIfNoPtrace(t, stderr)
 			if code != 0 {
 				t.Fatalf("exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
+			}
+			if b, err := os.ReadFile(sumFile); err != nil || !strings.Contains(string(b), `"target": "exited with status 0"`) || !strings.Contains(string(b), `"command": "run"`) {
+				t.Errorf("summary.json (%v):\n%s", err, b)
 			}
 			for _, w := range []string{"with the " + source + " source", "target   exited with status 0", "plugin perf (stopped)", "plugin ftrace (stopped)"} {
 				if !strings.Contains(stdout, w) {
