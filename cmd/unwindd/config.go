@@ -121,22 +121,9 @@ const checkTimeout = 20 * time.Second
 // sdk.ConfigErrors gets each reported at its key's line; one that does not
 // start at all, at its entry.
 func checkPlugins(ctx context.Context, log *zap.Logger, cfg *config.Config, specs []pluginhost.Spec) error {
-	eng, err := deferred.New(deferred.Options{})
+	stats, err := startPlugins(ctx, log, specs)
 	if err != nil {
 		return err
-	}
-	mgr, err := pluginhost.New(eng, specs, pluginhost.Options{HostVersion: "unwindd", MaxQuickCrashes: 1}, log)
-	if err != nil {
-		return err
-	}
-	mctx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- mgr.Run(mctx) }()
-	stats, werr := waitStarted(ctx, mgr, checkTimeout)
-	stop()
-	<-done
-	if werr != nil {
-		return werr
 	}
 	var ps []config.Problem
 	for i, s := range stats {
@@ -155,6 +142,28 @@ func checkPlugins(ctx context.Context, log *zap.Logger, cfg *config.Config, spec
 		return configError{e}
 	}
 	return nil
+}
+
+// startPlugins starts every plugin of specs once, as the host would (a
+// fresh engine, no restarts), waits until each runs or fails to start, and
+// stops them; it returns their stats from then: their descriptions, or why
+// they did not start.
+func startPlugins(ctx context.Context, log *zap.Logger, specs []pluginhost.Spec) ([]pluginhost.Stats, error) {
+	eng, err := deferred.New(deferred.Options{})
+	if err != nil {
+		return nil, err
+	}
+	mgr, err := pluginhost.New(eng, specs, pluginhost.Options{HostVersion: "unwindd", MaxQuickCrashes: 1}, log)
+	if err != nil {
+		return nil, err
+	}
+	mctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- mgr.Run(mctx) }()
+	stats, werr := waitStarted(ctx, mgr, checkTimeout)
+	stop()
+	<-done
+	return stats, werr
 }
 
 // waitStarted waits until every plugin of mgr has either started (run) or

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -149,5 +150,27 @@ func TestLogFromConfig(t *testing.T) {
 	code, _, stderr = runCLI(t, "--log-level", "error", "replay", "--config", file, dwarfData)
 	if code != 0 || strings.Contains(stderr, "plugin started") {
 		t.Errorf("--log-level error: exit %d, stderr:\n%s", code, stderr)
+	}
+}
+
+// TestPluginsList starts each configured plugin once and prints what it
+// says of itself; a plugin whose binary is missing is listed as such.
+func TestPluginsList(t *testing.T) {
+	perf, ftrace := buildPerfPlugin(t), buildFtracePlugin(t)
+	dir := t.TempDir()
+	file := writeFile(t, dir, "deploy.yaml", fmt.Sprintf("plugins:\n  - name: perf\n    path: %s\n    config: {out: %s, hz: 99}\n  - name: ftrace\n    path: %s\n    config: {out: %s, syscalls: [openat, read]}\n  - name: gone\n    path: %s\n",
+		perf, dir, ftrace, dir, filepath.Join(dir, "no-such-plugin")))
+	code, stdout, stderr := runCLI(t, "--log-level", "error", "plugins", "list", "--config", file)
+	if code != 0 {
+		t.Fatalf("exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
+	}
+	for _, w := range []*regexp.Regexp{
+		regexp.MustCompile(`(?m)^perf\s+configured\s+0\.1\.0\s+always\s+cpu-clock@99Hz\s+` + regexp.QuoteMeta(perf) + `$`),
+		regexp.MustCompile(`(?m)^ftrace\s+configured\s+\S+\s+always\s+syscalls:openat,read\s+` + regexp.QuoteMeta(ftrace) + `$`),
+		regexp.MustCompile(`(?m)^gone\s+configured\s+-\s+-\s+not installed\s`),
+	} {
+		if !w.MatchString(stdout) {
+			t.Errorf("plugins list lacks %v:\n%s", w, stdout)
+		}
 	}
 }

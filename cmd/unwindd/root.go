@@ -42,7 +42,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%w (see '%s --help')", err, cmd.CommandPath())}
 	})
-	root.AddCommand(newRunCmd(a), newStackCmd(a), newReplayCmd(a), newConfigCmd(a), newVersionCmd(a))
+	root.AddCommand(newRunCmd(a), newStackCmd(a), newReplayCmd(a), newConfigCmd(a), newPluginsCmd(a), newVersionCmd(a))
 	return root
 }
 

@@ -58,6 +58,7 @@ type instance struct {
 	match  *matcher
 	mode   Mode
 	name   string // as the plugin described itself
+	desc   sdk.Description
 
 	outbox *ring
 	gone   atomic.Bool   // unpublished: pushes are dropped
@@ -162,7 +163,7 @@ func (m *Manager) startInstance(p *plugin) (_ *instance, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("describe: %w", err)
 	}
-	in.match, in.mode, in.name = newMatcher(&d), modeOf(d.Mode), d.Name
+	in.match, in.mode, in.name, in.desc = newMatcher(&d), modeOf(d.Mode), d.Name, d
 
 	in.ctx, in.cancel = context.WithCancel(context.Background())
 	if in.stream, err = rem.Client.Deliver(in.ctx); err != nil {

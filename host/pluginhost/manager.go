@@ -52,6 +52,9 @@ type Stats struct {
 	Err   error // why the plugin was given up (StateFailed), or its last crash
 	Mode  Mode  // as the current or last instance described itself
 	Bit   int   // the current tracer bit, -1 when not running
+	// Description is what the current or last instance said of itself
+	// (name, version, subscriptions, filter); zero before the first start.
+	Description sdk.Description
 
 	Events, Stacks               uint64 // items accepted into the outbox
 	DroppedEvents, DroppedStacks uint64 // items dropped: full outbox, or left behind by a crash
@@ -91,6 +94,7 @@ type plugin struct {
 	err   error
 	cur   *instance
 	mode  Mode
+	desc  sdk.Description
 }
 
 // Manager starts, supervises and feeds the plugins of a host. Its
@@ -175,7 +179,7 @@ func (p *plugin) setState(s State, err error, in *instance) {
 		p.err = err
 	}
 	if in != nil {
-		p.mode = in.mode
+		p.mode, p.desc = in.mode, in.desc
 	}
 	p.mu.Unlock()
 }
@@ -266,7 +270,7 @@ func (m *Manager) Stats() []Stats {
 	for i, p := range m.plugins {
 		c := &p.ctr
 		p.mu.Lock()
-		s := Stats{Name: p.spec.Name, State: p.state, Err: p.err, Mode: p.mode, Bit: -1}
+		s := Stats{Name: p.spec.Name, State: p.state, Err: p.err, Mode: p.mode, Bit: -1, Description: p.desc}
 		if p.cur != nil {
 			s.Bit = p.cur.tracer.Bit()
 		}
