@@ -24,7 +24,7 @@ PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 TOOLS   := $(CURDIR)/$(BIN)/tools
 
-.PHONY: all build run test vet deps fuzz bench bench-replay bench-replay-nofp bench-live clean generate
+.PHONY: all build install run test vet deps fuzz bench bench-replay bench-replay-nofp bench-live clean generate
 
 all: build
 
@@ -45,6 +45,15 @@ endif
 ifneq ($(wildcard plugins/ftrace),)
 	$(GO) build -o $(BIN)/unwindd-plugin-ftrace ./plugins/ftrace
 endif
+
+# make install PREFIX=/usr/local: unwindd in PREFIX/bin and the built-in
+# plugins beside it, where it looks for them (a deployment's bare plugin
+# name is the binary unwindd-plugin-<name> in unwindd's own directory).
+PREFIX ?= /usr/local
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(UNWINDD) $(DESTDIR)$(PREFIX)/bin/unwindd
+	for p in $(BIN)/unwindd-plugin-*; do install -m 0755 $$p $(DESTDIR)$(PREFIX)/bin/; done
 
 $(DEMO): testdata/demo/demo.c | deps
 	@mkdir -p $(BIN)
