@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -173,4 +175,46 @@ func TestPluginsList(t *testing.T) {
 			t.Errorf("plugins list lacks %v:\n%s", w, stdout)
 		}
 	}
+}
+
+// TestThirdPartyPlugin is docs/plugins.md's walk-through: the example
+// plugin, a module of its own built against sdk/ alone, deployed by path
+// with its SHA-256 and its own config block, replayed into.
+func TestThirdPartyPlugin(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "stackcount")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	build.Dir = "../../examples/stackcount"
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build examples/stackcount: %v\n%s", err, out)
+	}
+	b, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := filepath.Join(dir, "counts.txt")
+	deploy := writeFile(t, dir, "deploy.yaml", fmt.Sprintf("unwind: [fp]\nplugins:\n  - name: stackcount\n    path: ./stackcount\n    sha256: \"%x\"\n    config:\n      hz: 99\n      output: %s\n", sha256.Sum256(b), counts))
+	if code, stdout, stderr := runCLI(t, "--log-level", "error", "config", "check", deploy); code != 0 {
+		t.Fatalf("config check: exit %d\n%s%s", code, stdout, stderr)
+	}
+	code, stdout, stderr := runCLI(t, "--log-level", "warn", "replay", "--config", deploy, dwarfData)
+	if code != 0 {
+		t.Fatalf("replay: exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
+	}
+	out, err := os.ReadFile(counts)
+	if err != nil || len(bytes.TrimSpace(out)) == 0 {
+		t.Errorf("the plugin wrote no counts (%v):\n%s", err, out)
+	}
+	// A wrong checksum is refused.
+	bad := writeFile(t, dir, "bad.yaml", strings.Replace(string(must(os.ReadFile(deploy))), fmt.Sprintf("%x", sha256.Sum256(b)), strings.Repeat("0", 64), 1))
+	if code, _, stderr := runCLI(t, "--log-level", "error", "config", "check", bad); code == 0 || !strings.Contains(stderr, "checksum") {
+		t.Errorf("a wrong sha256: exit %d, stderr %q", code, stderr)
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }
