@@ -4,6 +4,8 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+
+	"github.com/unwindd/unwindd/sdk/syscalls"
 )
 
 // Mapping is one mapped range of a process: [Start, Limit) maps the file
@@ -135,12 +137,7 @@ func (s *Spaces) fork(parent, child int32) {
 
 // SyscallName returns the name of x86-64 system call nr ("read"), or "" for
 // a number it does not know.
-func SyscallName(nr int64) string {
-	if nr >= 0 && nr < int64(len(syscallNames)) {
-		return syscallNames[nr]
-	}
-	return ""
-}
+func SyscallName(nr int64) string { return syscalls.Name(nr) }
 
 // SyscallNameOf names system call nr of a task of kind k: by the i386
 // table for a 32-bit (compat) task, whose raw_syscalls id is an i386
@@ -148,10 +145,7 @@ func SyscallName(nr int64) string {
 // for a number it does not know.
 func SyscallNameOf(k Kind, nr int64) string {
 	if k != KindCompat {
-		return SyscallName(nr)
+		return syscalls.Name(nr)
 	}
-	if nr >= 0 && nr < int64(len(syscallNames32)) {
-		return syscallNames32[nr]
-	}
-	return ""
+	return syscalls.Name32(nr)
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/goccy/go-yaml"
 
 	"github.com/unwindd/unwindd/sdk"
+	"github.com/unwindd/unwindd/sdk/syscalls"
 )
 
 // maxComm is the longest command name the kernel keeps (TASK_COMM_LEN 16,
@@ -196,7 +197,7 @@ func checkTracepoint(s string) string {
 
 // syscallNumber returns the number of the syscall named s.
 func syscallNumber(s string) (int, bool) {
-	for nr, n := range syscallNames {
+	for nr, n := range syscalls.All() {
 		if n != "" && n == s {
 			return nr, true
 		}
@@ -208,7 +209,7 @@ func syscallNumber(s string) (int, bool) {
 // two edits.
 func nearestSyscall(s string) string {
 	best, bestD := "", 3
-	for _, n := range syscallNames {
+	for _, n := range syscalls.All() {
 		if n == "" {
 			continue
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/goccy/go-yaml"
 
 	"github.com/unwindd/unwindd/sdk"
+	"github.com/unwindd/unwindd/sdk/syscalls"
 )
 
 func TestParseConfig(t *testing.T) {
@@ -131,16 +132,7 @@ func TestParseConfigErrorsJoined(t *testing.T) {
 
 func TestSyscallTable(t *testing.T) {
 	seen := map[string]int{}
-	for nr, n := range syscallNames {
-		if n == "" {
-			if nr <= 336 || nr >= 424 {
-				t.Errorf("no name for syscall %d", nr)
-			}
-			continue
-		}
-		if prev, ok := seen[n]; ok {
-			t.Errorf("%q is syscall %d and %d", n, prev, nr)
-		}
+	for nr, n := range syscalls.All() {
 		seen[n] = nr
 	}
 	for _, c := range []struct {

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/unwindd/unwindd/sdk"
+	"github.com/unwindd/unwindd/sdk/syscalls"
 )
 
 // traceWriter writes trace.txt: one line per event, one block per stack,
@@ -180,8 +181,8 @@ func (t *traceWriter) appendEvent(b []byte, ev *sdk.Event) []byte {
 // kernel) is resolved with this plugin's table.
 func kernelName(name string) string {
 	if nr, ok := strings.CutPrefix(name, "syscall_"); ok {
-		if n, err := strconv.Atoi(nr); err == nil && n >= 0 && n < len(syscallNames) && syscallNames[n] != "" {
-			name = syscallNames[n]
+		if n, err := strconv.Atoi(nr); err == nil && syscalls.Name(int64(n)) != "" {
+			name = syscalls.Name(int64(n))
 		}
 	}
 	if k, ok := kernelNames[name]; ok {

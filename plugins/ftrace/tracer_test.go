@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/unwindd/unwindd/sdk"
+	"github.com/unwindd/unwindd/sdk/syscalls"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/trace.golden")
@@ -395,7 +396,7 @@ func TestRealTracefs(t *testing.T) {
 	}
 	a := newArgNames(fsys)
 	found := 0
-	for _, n := range syscallNames {
+	for _, n := range syscalls.All() {
 		if n == "" {
 			continue
 		}
@@ -415,7 +416,7 @@ func TestRealTracefs(t *testing.T) {
 		t.Fatal(err)
 	}
 	table := map[string]bool{}
-	for _, n := range syscallNames {
+	for _, n := range syscalls.All() {
 		table[kernelName(n)] = true
 	}
 	for _, e := range ents {

@@ -1,11 +1,10 @@
 // The x86-64 system calls of Linux 6.18 by number, from the kernel's
 // arch/x86/entry/syscalls/syscall_64.tbl (the common and 64 ABIs): the
-// names of <asm/unistd_64.h>, strace, and the raw_syscalls events. The
-// ftrace plugin carries the same table (plugins/ftrace/syscalls.go; plugins
-// import no host package). Debian 12's headers stop at 450: take a newer
-// kernel's table when one adds calls. Numbers 337 to 423 are unused.
+// names of <asm/unistd_64.h>, strace, and the raw_syscalls events.
+// Debian 12's headers stop at 450: take a newer kernel's table when one
+// adds calls. Numbers 337 to 423 are unused.
 
-package entry
+package syscalls
 
 // syscallNames are the x86-64 system call names by number.
 var syscallNames = [...]string{

@@ -1,7 +1,7 @@
 // Code generated from /usr/include/x86_64-linux-gnu/asm/unistd_32.h (Debian
 // 12's Linux headers); DO NOT EDIT.
 
-package entry
+package syscalls
 
 // syscallNames32 are the i386 system call names by number: what a 32-bit
 // (compat) task's raw_syscalls events carry in their id field.
