@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -334,11 +333,6 @@ func TestRunKernelUserstack(t *testing.T) {
 	}
 }
 
-// o2Chain is made for -O2 -fno-omit-frame-pointer: noinline keeps the chain
-// main → a → b → leaf, and leaf spends part of its time in libc's memset, a
-// frameless leaf: a frame-pointer walk from there goes to leaf's caller, b,
-// in the kernel's walk and in unwindd's (see host/replay's
-// distribution_test.go).
 // cChain spins ~300 ms in leaf under main → a → b, built -O2
 // -fno-omit-frame-pointer: nearly every sample is main;a;b;leaf (a few in
 // the clock read).
@@ -350,80 +344,6 @@ __attribute__((noinline)) void b(double end) { leaf(end); sink++; }
 __attribute__((noinline)) void a(double end) { b(end); sink++; }
 int main(void) { a(now() + 0.3); sink++; return 0; }
 `
-
-const o2Chain = `#include <string.h>
-#include <time.h>
-volatile unsigned long sink;
-char buf[1 << 14];
-static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
-__attribute__((noinline)) void leaf(double end) {
-	for (int n = 0; now() < end; n++) {
-		for (int i = 0; i < 300000; i++) sink++;
-		for (int i = 0; i < 500; i++) memset(buf, n + i, sizeof buf);
-		sink += buf[n % sizeof buf];
-	}
-}
-__attribute__((noinline)) void b(double end) { leaf(end); sink++; }
-__attribute__((noinline)) void a(double end) { b(end); sink++; }
-int main(void) { a(now() + 0.3); sink++; return 0; }
-`
-
-// goChain spins ~300 ms in main.leaf under main.main → main.a → main.b on
-// the main goroutine (GOMAXPROCS 1); the Go compiler keeps frame pointers
-// on amd64 and noinline keeps the frames.
-const goChain = `package main
-
-import (
-	"runtime"
-	"time"
-)
-
-var sink uint64
-
-//go:noinline
-func leaf(end time.Time) {
-	for time.Now().Before(end) {
-		for i := 0; i < 1000000; i++ {
-			sink++
-		}
-	}
-}
-
-//go:noinline
-func b(end time.Time) { leaf(end); sink++ }
-
-//go:noinline
-func a(end time.Time) { b(end); sink++ }
-
-func main() {
-	runtime.GOMAXPROCS(1)
-	a(time.Now().Add(300 * time.Millisecond))
-	sink++
-}
-`
-
-// buildGoProgram builds the single-file Go program src as name.
-func buildGoProgram(t *testing.T, name, src string) string {
-	t.Helper()
-	gocmd := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(gocmd); err != nil {
-		testutil.Need(t, "go", "builds the Go test program: "+err.Error())
-	}
-	dir := t.TempDir()
-	for file, text := range map[string]string{"go.mod": "module " + name + "\n\ngo 1.21\n", "main.go": src} {
-		if err := os.WriteFile(filepath.Join(dir, file), []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	exe := filepath.Join(dir, name)
-	cmd := exec.Command(gocmd, "build", "-o", exe, ".")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=", "GOWORK=off")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", name, err, out)
-	}
-	return exe
-}
 
 // notMain is the folded stack of the samples whose stack does not reach the
 // top function.
@@ -621,7 +541,7 @@ func distTable(p, q stackCounts) string {
 // samples whose stack reaches main.main count on either side (the runtime's
 // other threads are not the workload).
 //
-// The memset workload (o2Chain) splits its time between two leaves, leaf
+// The memset workload (testutil.MemsetChainSrc) splits its time between two leaves, leaf
 // and libc's frameless memset (whose samples both walks attribute to b,
 // leaf's caller, skipping leaf), and the split moves between two runs by
 // more than 10% on a busy machine: there the overlap is taken leaf by leaf
@@ -638,9 +558,9 @@ func TestRunMatchesPerfG(t *testing.T) {
 			return testutil.BuildC(t, "", "cchain", cChain, "-O2", "-g", "-fno-omit-frame-pointer")
 		}},
 		{"c-memset", "main", false, true, func(t *testing.T) string {
-			return testutil.BuildC(t, "", "o2chain", o2Chain, "-O2", "-g", "-fno-omit-frame-pointer")
+			return testutil.BuildC(t, "", "o2chain", testutil.MemsetChainSrc, "-O2", "-g", "-fno-omit-frame-pointer")
 		}},
-		{"go", "main.main", true, false, func(t *testing.T) string { return buildGoProgram(t, "gochain", goChain) }},
+		{"go", "main.main", true, false, func(t *testing.T) string { return testutil.BuildGo(t, "gochain", testutil.GoChainSrc) }},
 	} {
 		t.Run(p.name, func(t *testing.T) {
 			exe := p.build(t)

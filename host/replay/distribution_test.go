@@ -149,29 +149,6 @@ func stackDistance(a, b [][]string, top string) float64 {
 	return d
 }
 
-// o2Src is chainSrc made for -O2: noinline keeps the chain main → a → b →
-// leaf, and leaf spends part of its time in libc's memset, a frameless leaf
-// (hand-written assembly that pushes no frame pointer). A sample there has
-// the caller's frame pointer in rbp, so a frame-pointer walk goes from
-// memset to leaf's caller, b, and leaf is not on the stack: the kernel's
-// walk does that, and the replay must agree with it.
-const o2Src = `#include <string.h>
-#include <time.h>
-volatile unsigned long sink;
-char buf[1 << 14];
-static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
-__attribute__((noinline)) void leaf(double end) {
-	for (int n = 0; now() < end; n++) {
-		for (int i = 0; i < 300000; i++) sink++;
-		for (int i = 0; i < 500; i++) memset(buf, n + i, sizeof buf);
-		sink += buf[n % sizeof buf];
-	}
-}
-__attribute__((noinline)) void b(double end) { leaf(end); sink++; }
-__attribute__((noinline)) void a(double end) { b(end); sink++; }
-int main(void) { a(now() + 0.3); sink++; return 0; }
-`
-
 // TestO2Distribution records an -O2 frame-pointer build twice, with
 // --call-graph dwarf (replayed) and with -g (the kernel's frame-pointer walk,
 // read with perf script), and requires the two distributions of stacks, leaf
@@ -179,7 +156,7 @@ int main(void) { a(now() + 0.3); sink++; return 0; }
 // libc, are a large share of both.
 func TestO2Distribution(t *testing.T) {
 	perf := needPerf(t)
-	exe := testutil.BuildC(t, "", "chain", o2Src, "-O2", "-g", "-fno-omit-frame-pointer")
+	exe := testutil.BuildC(t, "", "chain", testutil.MemsetChainSrc, "-O2", "-g", "-fno-omit-frame-pointer")
 	rs, _ := replayFileWith(t, perfRecord(t, perf, exe, "dwarf"), fpOnly)
 	checkDistribution(t, rs, perfScript(t, perf, perfRecord(t, perf, exe, "fp")), "main")
 }

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -72,66 +71,6 @@ void b(double end) { leaf(end); sink++; }
 void a(double end) { b(end); sink++; }
 int main(void) { a(now() + 0.3); sink++; return 0; }
 `
-
-// goChainSrc is chainSrc in Go: main.main → main.a → main.b → main.leaf,
-// spinning ~300 ms in main.leaf on the main goroutine, the only one of the
-// program's (GOMAXPROCS 1). The Go compiler keeps frame pointers on amd64;
-// //go:noinline keeps the frames.
-const goChainSrc = `package main
-
-import (
-	"runtime"
-	"time"
-)
-
-var sink uint64
-
-//go:noinline
-func leaf(end time.Time) {
-	for time.Now().Before(end) {
-		for i := 0; i < 1000000; i++ {
-			sink++
-		}
-	}
-}
-
-//go:noinline
-func b(end time.Time) { leaf(end); sink++ }
-
-//go:noinline
-func a(end time.Time) { b(end); sink++ }
-
-func main() {
-	runtime.GOMAXPROCS(1)
-	a(time.Now().Add(300 * time.Millisecond))
-	sink++
-}
-`
-
-// buildGo builds the Go program src as a module of its own, with the
-// toolchain running the test, linked by the Go linker (CGO_ENABLED=0), with
-// its symbol table, and returns the executable's path.
-func buildGo(t *testing.T, name, src string) string {
-	t.Helper()
-	gocmd := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(gocmd); err != nil {
-		testutil.Need(t, "go", "builds the Go test program: "+err.Error())
-	}
-	dir := t.TempDir()
-	for file, text := range map[string]string{"go.mod": "module " + name + "\n\ngo 1.21\n", "main.go": src} {
-		if err := os.WriteFile(filepath.Join(dir, file), []byte(text), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	exe := filepath.Join(dir, name)
-	cmd := exec.Command(gocmd, "build", "-o", exe, ".")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=", "GOWORK=off")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", name, err, out)
-	}
-	return exe
-}
 
 func needPerf(t *testing.T) string {
 	t.Helper()
@@ -230,7 +169,7 @@ var (
 	cChain = program{"c", func(t *testing.T) string {
 		return testutil.BuildC(t, "", "chain", chainSrc, "-O0", "-g", "-fno-omit-frame-pointer")
 	}, "chain", "main", true}
-	goChain = program{"go", func(t *testing.T) string { return buildGo(t, "gochain", goChainSrc) }, "gochain", "main.main", false}
+	goChain = program{"go", func(t *testing.T) string { return testutil.BuildGo(t, "gochain", testutil.GoChainSrc) }, "gochain", "main.main", false}
 )
 
 // TestReplayMatchesPerfScript replays recordings of a C program and of a Go
