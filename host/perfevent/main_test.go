@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/unwindd/unwindd/internal/testutil"
 )
 
 // helperEnv, when set to "PID FREQUENCY", makes the test binary a helper
@@ -23,43 +23,11 @@ func TestMain(m *testing.M) {
 	if args := os.Getenv(helperEnv); args != "" {
 		os.Exit(helper(args))
 	}
-	before := openFDs()
-	code := m.Run()
-	if progOnce.path != "" {
-		os.RemoveAll(filepath.Dir(progOnce.path))
-	}
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "leaked goroutines:", err)
-			code = 1
+	os.Exit(testutil.RunLeakChecked(m, func() {
+		if progOnce.path != "" {
+			os.RemoveAll(filepath.Dir(progOnce.path))
 		}
-		for fd, target := range openFDs() {
-			if before[fd] != target {
-				fmt.Fprintf(os.Stderr, "leaked file descriptor %s -> %s\n", fd, target)
-				code = 1
-			}
-		}
-	}
-	os.Exit(code)
-}
-
-// openFDs maps this process's open file descriptors to what they point at,
-// less the runtime's network poller (an epoll and an eventfd, opened once on
-// first use and kept).
-func openFDs() map[string]string {
-	fds := make(map[string]string)
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		return fds
-	}
-	for _, e := range ents {
-		target, err := os.Readlink("/proc/self/fd/" + e.Name())
-		if err != nil || target == "anon_inode:[eventpoll]" || target == "anon_inode:[eventfd]" {
-			continue // the directory being read, or the poller
-		}
-		fds[e.Name()] = target
-	}
-	return fds
+	}))
 }
 
 // helper opens a session on the pid in args ("PID FREQUENCY") and prints

@@ -11,8 +11,6 @@ import (
 	"strconv"
 	"testing"
 	"time"
-
-	"go.uber.org/goleak"
 )
 
 // helperEnv, when set to a pid, makes the test binary a helper that tries to
@@ -25,40 +23,7 @@ func TestMain(m *testing.M) {
 	if pid := os.Getenv(helperEnv); pid != "" {
 		os.Exit(helper(pid))
 	}
-	before := openFDs()
-	code := m.Run()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "leaked goroutines:", err)
-			code = 1
-		}
-		for fd, target := range openFDs() {
-			if before[fd] != target {
-				fmt.Fprintf(os.Stderr, "leaked file descriptor %s -> %s\n", fd, target)
-				code = 1
-			}
-		}
-	}
-	os.Exit(code)
-}
-
-// openFDs maps this process's open file descriptors to what they point at,
-// less the runtime's network poller (an epoll and an eventfd, opened once on
-// first use and kept).
-func openFDs() map[string]string {
-	fds := make(map[string]string)
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		return fds
-	}
-	for _, e := range ents {
-		target, err := os.Readlink("/proc/self/fd/" + e.Name())
-		if err != nil || target == "anon_inode:[eventpoll]" || target == "anon_inode:[eventfd]" {
-			continue // the directory being read, or the poller
-		}
-		fds[e.Name()] = target
-	}
-	return fds
+	os.Exit(testutil.RunLeakChecked(m, nil))
 }
 
 // helper tries to stop pid and reports the error: "ok" or
