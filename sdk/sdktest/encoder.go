@@ -1,7 +1,8 @@
 // Package sdktest helps test unwindd plugins: [Encoder] turns sdk values
 // into the host's batches, so that a test can drive a plugin's [sdk.Server]
 // (or a whole plugin process) through the SDK's real decoder without
-// knowing the wire format.
+// knowing the wire format; [StartProcess] starts a plugin binary as the host
+// does (go-plugin, mTLS) with a Host service that records its logs.
 package sdktest
 
 import (
