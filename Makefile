@@ -11,12 +11,13 @@ DEMO    := $(BIN)/demo
 # and the demo, gdb and perf are oracles (backtraces; perf.data and perf
 # script), libc6-dbg gives libc's frames their names (as gdb finds them, by
 # build-id), strace is the ptrace source's oracle (syscall counts) and
-# baseline (make bench), gcc-multilib builds its 32-bit target.
-DEBS    := gcc gdb libc6-dbg linux-perf strace gcc-multilib
+# baseline (make bench), gcc-multilib builds its 32-bit target, chromium
+# (headless) loads the perf plugin's flame.svg in a real browser.
+DEBS    := gcc gdb libc6-dbg linux-perf strace gcc-multilib chromium
 # On CI (CI=true) these must not be skipped for lack of them: a test that
 # would skip fails instead (internal/testutil.Need).
 comma   := ,
-export UNWINDD_TEST_REQUIRE ?= $(if $(filter true,$(CI)),gcc$(comma)gdb$(comma)ptrace$(comma)libc$(comma)libc6-dbg$(comma)objcopy$(comma)setuid$(comma)perf$(comma)strace$(comma)multilib)
+export UNWINDD_TEST_REQUIRE ?= $(if $(filter true,$(CI)),gcc$(comma)gdb$(comma)ptrace$(comma)libc$(comma)libc6-dbg$(comma)objcopy$(comma)setuid$(comma)perf$(comma)strace$(comma)multilib$(comma)chromium)
 FUZZTIME ?= 30s
 
 # Code generation (make generate): protoc from Debian, the Go plugins pinned.
@@ -44,6 +45,9 @@ ifneq ($(wildcard plugins/perf),)
 endif
 ifneq ($(wildcard plugins/ftrace),)
 	$(GO) build -o $(BIN)/unwindd-plugin-ftrace ./plugins/ftrace
+endif
+ifneq ($(wildcard plugins/bpf/*.go),)
+	$(GO) build -o $(BIN)/unwindd-plugin-bpf ./plugins/bpf
 endif
 
 # make install PREFIX=/usr/local: unwindd in PREFIX/bin and the built-in
