@@ -33,6 +33,7 @@ func (m *Manager) Dispatcher() *Dispatcher {
 // queued as is; in mode decide, it is held until [Dispatcher.EndEntry].
 // Queuing never blocks: a full outbox drops and counts.
 func (d *Dispatcher) Event(t *deferred.Task, ev Event) {
+	d.m.dispatched.Add(1)
 	for _, in := range *d.m.live.Load() {
 		if !in.match.match(t, &ev) {
 			continue

@@ -112,7 +112,15 @@ type Manager struct {
 	liveMu sync.Mutex                  // serialises changes of live
 	live   atomic.Pointer[[]*instance] // the running instances, read lock-free by dispatchers
 	ran    atomic.Bool
+
+	dispatched atomic.Uint64 // events handed to Dispatcher.Event, for Dispatched
 }
+
+// Dispatched returns how many events the sources have handed to the
+// manager's dispatchers so far (each counted once, whichever plugins it
+// went to). It may be called at any time, from any goroutine: a progress
+// display polls it.
+func (m *Manager) Dispatched() uint64 { return m.dispatched.Load() }
 
 // New validates specs and opts and returns a Manager; nothing is started
 // until [Manager.Run]. A nil log means zap.NewNop().

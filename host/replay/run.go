@@ -32,6 +32,11 @@ type Options struct {
 	StartTimeout time.Duration
 	// Progress is handed to [Feed].
 	Progress func(done, total int64)
+	// Running, if set, is called once every plugin runs, just before the
+	// source starts, with the manager: a live progress display polls its
+	// Stats and Dispatched (both safe from any goroutine) until
+	// [RunSource] returns.
+	Running func(*pluginhost.Manager)
 	// Shards is the engine's cookie shards; 0 means runtime.NumCPU().
 	Shards int
 	// Unwind lists the unwind methods in priority order; nil means
@@ -160,6 +165,9 @@ func RunSource(ctx context.Context, src Source, recorded *perfdata.File, opts Op
 	if !opts.NoPace {
 		p := &pacer{mgr: mgr, limits: outboxLimits(opts.Plugins)}
 		fo.Pace = p.pace
+	}
+	if opts.Running != nil {
+		opts.Running(mgr)
 	}
 	sum.Feed, err = src(ctx, tr, mgr.Wants(), fo)
 	sum.Tracker = tr.Stats()
