@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 
 	"github.com/unwindd/unwindd/arch/x86_64"
 	"github.com/unwindd/unwindd/host/config"
@@ -194,45 +193,31 @@ func writeSummary(w io.Writer, title string, s *replay.Summary) {
 	f, t := s.Feed, s.Tracker
 	fmt.Fprintln(w, title)
 	fmt.Fprintf(w, "  records  %d (samples %d, skipped %d)\n", f.Records, f.Samples, f.Skipped)
-	fmt.Fprintf(w, "  entries  %d (unwinds %d, events %d, refused %d)\n", t.Entries, t.Unwinds, t.Events, t.Refused)
+	var callbacks uint64
+	for _, p := range s.Plugins {
+		callbacks += p.Stacks + p.DroppedStacks
+	}
+	fmt.Fprintf(w, "  entries  %d (events %d, refused %d)\n", t.Entries, t.Events, t.Refused)
+	fmt.Fprintf(w, "  unwinds  %d, callbacks %d (%d served from the entry's cache: one walk for every plugin that asked)\n", t.Unwinds, callbacks, cached(callbacks, t.Unwinds))
 	fmt.Fprintf(w, "  tasks    %d (exited %d), mappings %d\n", t.Tasks, t.Exits, t.Mmaps)
 	fmt.Fprintf(w, "  lost     %d records, %d events (%d entries ended early)\n", f.LostRecords, f.LostEvents, t.LostEnds)
 	for _, p := range s.Plugins {
 		fmt.Fprintf(w, "  plugin %s (%v): events %d, callbacks %d, refused %d, dropped %d events %d stacks, lost notices %d, batches %d acked %d\n",
 			p.Name, p.State, p.Events, p.Stacks+p.DroppedStacks, p.RequestsRefused, p.DroppedEvents, p.DroppedStacks, p.LostNotices, p.Batches, p.Acked)
+		if p.Mode == pluginhost.ModeDecide {
+			fmt.Fprintf(w, "    decide: %d calls, %d timeouts, %d errors\n", p.DecideCalls, p.DecideTimeouts, p.DecideErrors)
+		}
 		if p.Err != nil {
 			fmt.Fprintf(w, "    error: %v\n", p.Err)
 		}
 	}
 }
 
-// isTerminal reports whether w is a terminal.
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
+// cached is how many of the callbacks did not walk a stack: every callback
+// past the first of an entry was served from the entry's trace cache.
+func cached(callbacks, unwinds uint64) uint64 {
+	if callbacks < unwinds {
+		return 0
 	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
-}
-
-// progress draws a one-line progress report, at most five times a second.
-type progress struct {
-	w    io.Writer
-	last time.Time
-	drew bool
-}
-
-func (p *progress) update(done, total int64) {
-	if total <= 0 || time.Since(p.last) < 200*time.Millisecond && done < total {
-		return
-	}
-	p.last, p.drew = time.Now(), true
-	fmt.Fprintf(p.w, "\rreplay: %3d%% (%d of %d MiB)", done*100/total, done>>20, total>>20)
-}
-
-func (p *progress) done() {
-	if p != nil && p.drew {
-		fmt.Fprintln(p.w)
-	}
+	return callbacks - unwinds
 }

@@ -163,11 +163,17 @@ func runLive(cmd *cobra.Command, a *app, o runOptions, args []string) error {
 		src = lv.ptrace
 	}
 	begin := time.Now()
-	// The plugins' life is not ctx's: on Ctrl-C they are drained, not cut.
-	sum, err := replay.RunSource(context.WithoutCancel(ctx), src, nil, replay.Options{
+	ro := replay.Options{
 		Plugins: specs, Manager: pluginhost.Options{HostVersion: "unwindd"},
 		Unwind: methods, NoPace: true, CopyStacks: source == "perf",
-	}, a.log)
+	}
+	var prog *liveProgress
+	if isTerminal(a.stderr) {
+		ro.Running = func(m *pluginhost.Manager) { prog = startLive(a.stderr, m, liveInterval) }
+	}
+	// The plugins' life is not ctx's: on Ctrl-C they are drained, not cut.
+	sum, err := replay.RunSource(context.WithoutCancel(ctx), src, nil, ro, a.log)
+	prog.done()
 	if started && !lv.reaped {
 		// The source never ran (a plugin did not start): end the program.
 		tracer.Close()
