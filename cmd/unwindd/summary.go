@@ -17,6 +17,9 @@ type summaryJSON struct {
 	DurationMS int64            `json:"duration_ms"`
 	Feed       replay.FeedStats `json:"feed"`
 	Tracker    entry.Stats      `json:"tracker"`
+	Unwinds    uint64           `json:"unwinds"`   // stacks walked: one per entry some plugin asked in
+	Callbacks  uint64           `json:"callbacks"` // stacks delivered, over all plugins
+	Cached     uint64           `json:"cached"`    // callbacks served from an entry's cache, not walked again
 	Plugins    []pluginJSON     `json:"plugins"`
 	Target     string           `json:"target,omitempty"` // how a traced target ended
 }
@@ -30,6 +33,7 @@ type pluginJSON struct {
 	DroppedEvents   uint64 `json:"dropped_events"`
 	DroppedStacks   uint64 `json:"dropped_stacks"`
 	LostNotices     uint64 `json:"lost_notices"`
+	DecideCalls     uint64 `json:"decide_calls"`
 	DecideTimeouts  uint64 `json:"decide_timeouts"`
 	Crashes         uint64 `json:"crashes"`
 	Error           string `json:"error,omitempty"`
@@ -44,12 +48,15 @@ func writeSummaryJSON(path, command, what, target string, s *replay.Summary) err
 	for _, p := range s.Plugins {
 		pj := pluginJSON{Name: p.Name, State: p.State.String(), Events: p.Events, Callbacks: p.Stacks + p.DroppedStacks,
 			RequestsRefused: p.RequestsRefused, DroppedEvents: p.DroppedEvents, DroppedStacks: p.DroppedStacks,
-			LostNotices: p.LostNotices, DecideTimeouts: p.DecideTimeouts, Crashes: p.Crashes}
+			LostNotices: p.LostNotices, DecideCalls: p.DecideCalls, DecideTimeouts: p.DecideTimeouts, Crashes: p.Crashes}
 		if p.Err != nil {
 			pj.Error = p.Err.Error()
 		}
 		out.Plugins = append(out.Plugins, pj)
+		out.Callbacks += pj.Callbacks
 	}
+	out.Unwinds = s.Tracker.Unwinds
+	out.Cached = cached(out.Callbacks, out.Unwinds)
 	b, err := json.MarshalIndent(out, "", "  ")
 	if err != nil {
 		return err
