@@ -316,31 +316,7 @@ func BenchmarkRawGRPCStream(b *testing.B) {
 }
 
 func benchRaw(b *testing.B, distinct bool) {
-	sock := filepath.Join(b.TempDir(), "sock")
-	cmd := exec.Command(rawServer, sock)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer func() {
-		stdin.Close()
-		cmd.Wait()
-	}()
-	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "ready\n" {
-		b.Fatalf("rawserver: %q %v", line, err)
-	}
-	conn, err := grpc.NewClient("unix://"+sock, append(dialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close()
+	conn := startRawServer(b)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	stream, err := pluginpb.NewTracerClient(conn).Deliver(ctx)
@@ -424,6 +400,37 @@ func benchRaw(b *testing.B, distinct bool) {
 	if err := stream.CloseSend(); err != nil {
 		b.Fatal(err)
 	}
+}
+
+// startRawServer starts the baseline's server process and returns a plain
+// gRPC client connection to it; both end with b.
+func startRawServer(b *testing.B) *grpc.ClientConn {
+	sock := filepath.Join(b.TempDir(), "sock")
+	cmd := exec.Command(rawServer, sock)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		stdin.Close()
+		cmd.Wait()
+	})
+	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "ready\n" {
+		b.Fatalf("rawserver: %q %v", line, err)
+	}
+	conn, err := grpc.NewClient("unix://"+sock, append(dialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { conn.Close() })
+	return conn
 }
 
 // TestBenchPayloads checks that BenchmarkRawGRPCStream sends what

@@ -1,10 +1,11 @@
 // Command rawserver is the baseline of BenchmarkRawGRPCStream: a process
 // that serves the Tracer service's Deliver stream on a plain gRPC server on
 // a Unix socket (no go-plugin, no TLS), and acknowledges every batch after
-// decoding it. It prints "ready" when it listens and exits when stdin closes.
+// decoding it, and Decide (BenchmarkDecide's baseline). It prints "ready" when it listens and exits when stdin closes.
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -35,6 +36,16 @@ func (server) Deliver(s pluginpb.Tracer_DeliverServer) error {
 			return err
 		}
 	}
+}
+
+// Decide answers yes for every entry: BenchmarkDecide's baseline, a plain
+// unary round trip with the same request.
+func (server) Decide(_ context.Context, r *pluginpb.DecideRequest) (*pluginpb.DecideResponse, error) {
+	want := make([]uint64, len(r.GetEntries()))
+	for i, e := range r.GetEntries() {
+		want[i] = e.GetKey()
+	}
+	return &pluginpb.DecideResponse{Want: want}, nil
 }
 
 func main() {
