@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -131,33 +133,126 @@ func TestDecide(t *testing.T) {
 		{"error", &decider{err: sdk.ErrBusy}, nil, "busy"},
 		{"panic", &decider{}, nil, "panic in Decider.Decide: decider has no answer"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c := tracerClient(t, tt.tracer)
-			resp, err := c.Decide(context.Background(), req)
-			if tt.errText != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.errText) {
-					t.Errorf("Decide error = %v, want one saying %q", err, tt.errText)
-				}
-				return
-			}
+	// Each case through Decide and through the Decisions stream, where an
+	// error is the response's, and the stream goes on.
+	ask := map[string]func(t *testing.T, c pluginpb.TracerClient) (*pluginpb.DecideResponse, error){
+		"unary": func(t *testing.T, c pluginpb.TracerClient) (*pluginpb.DecideResponse, error) {
+			return c.Decide(context.Background(), req)
+		},
+		"stream": func(t *testing.T, c pluginpb.TracerClient) (*pluginpb.DecideResponse, error) {
+			st, err := c.Decisions(context.Background())
 			if err != nil {
-				t.Fatalf("Decide: %v", err)
+				t.Fatal(err)
 			}
-			if !slices.Equal(resp.GetWant(), tt.want) {
-				t.Errorf("want = %v, want %v", resp.GetWant(), tt.want)
-			}
-			if d, ok := tt.tracer.(*decider); ok {
-				wantEntries := []sdk.DecideEntry{
-					{PID: 1, TID: 2, Events: []sdk.Event{{Kind: sdk.KindSyscallEnter, Name: "read", TID: 2, Fields: []sdk.Field{sdk.IntField("fd", 3)}}}},
-					{PID: 1, TID: 3},
-					{PID: 4, TID: 4},
+			defer st.CloseSend()
+			var resp *pluginpb.DecideResponse
+			for seq := uint64(1); seq <= 2; seq++ { // twice: an error does not end the stream
+				r := proto.Clone(req).(*pluginpb.DecideRequest)
+				r.Seq, r.BudgetNs = seq, uint64(time.Second)
+				if err := st.Send(r); err != nil {
+					t.Fatal(err)
 				}
-				if !reflect.DeepEqual(d.entries, wantEntries) {
-					t.Errorf("Decide saw %+v, want %+v", d.entries, wantEntries)
+				if resp, err = st.Recv(); err != nil {
+					t.Fatalf("Decisions: %v", err)
+				}
+				if resp.GetSeq() != seq {
+					t.Errorf("response seq %d, want %d", resp.GetSeq(), seq)
 				}
 			}
-		})
+			if resp.GetError() != "" {
+				return nil, errors.New(resp.GetError())
+			}
+			return resp, nil
+		},
+	}
+	for _, tt := range tests {
+		for how, call := range ask {
+			t.Run(tt.name+"/"+how, func(t *testing.T) {
+				c := tracerClient(t, tt.tracer)
+				resp, err := call(t, c)
+				if tt.errText != "" {
+					if err == nil || !strings.Contains(err.Error(), tt.errText) {
+						t.Errorf("Decide error = %v, want one saying %q", err, tt.errText)
+					}
+					return
+				}
+				if err != nil {
+					t.Fatalf("Decide: %v", err)
+				}
+				if !slices.Equal(resp.GetWant(), tt.want) {
+					t.Errorf("want = %v, want %v", resp.GetWant(), tt.want)
+				}
+				if d, ok := tt.tracer.(*decider); ok {
+					wantEntries := []sdk.DecideEntry{
+						{PID: 1, TID: 2, Events: []sdk.Event{{Kind: sdk.KindSyscallEnter, Name: "read", TID: 2, Fields: []sdk.Field{sdk.IntField("fd", 3)}}}},
+						{PID: 1, TID: 3},
+						{PID: 4, TID: 4},
+					}
+					if !reflect.DeepEqual(d.entries, wantEntries) {
+						t.Errorf("Decide saw %+v, want %+v", d.entries, wantEntries)
+					}
+				}
+			})
+		}
+	}
+}
+
+// slowDecider holds the entries of tid 1 until its context ends (it
+// reports whether that came from the request's budget) and answers every
+// other entry at once.
+type slowDecider struct {
+	*recorder
+	budgetSeen chan time.Duration
+}
+
+func (d *slowDecider) Decide(ctx context.Context, entries []sdk.DecideEntry) ([]bool, error) {
+	if entries[0].TID == 1 {
+		dl, _ := ctx.Deadline()
+		d.budgetSeen <- time.Until(dl)
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return []bool{true}, nil
+}
+
+// TestDecisionsStream: a slow answer does not hold up the next request's
+// (each request is answered on its own), the budget is the Decider's
+// deadline, and the late answer is the budget's error.
+func TestDecisionsStream(t *testing.T) {
+	d := &slowDecider{recorder: &recorder{}, budgetSeen: make(chan time.Duration, 1)}
+	st, err := tracerClient(t, d).Decisions(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(seq uint64, tid int32, budget time.Duration) {
+		if err := st.Send(&pluginpb.DecideRequest{Seq: seq, BudgetNs: uint64(budget), Entries: []*pluginpb.DecideEntry{{Key: seq, Tid: tid}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(1, 1, 300*time.Millisecond)
+	if b := <-d.budgetSeen; b <= 0 || b > 300*time.Millisecond {
+		t.Errorf("the Decider's deadline is %v away, want within the 300ms budget", b)
+	}
+	send(2, 2, time.Second)
+	first, err := st.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.GetSeq() != 2 || !slices.Equal(first.GetWant(), []uint64{2}) {
+		t.Errorf("first answer %v, want request 2's (yes), before the slow request 1's", first)
+	}
+	second, err := st.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.GetSeq() != 1 || len(second.GetWant()) != 0 || !strings.Contains(second.GetError(), "deadline exceeded") {
+		t.Errorf("second answer %v, want request 1's: no, with the budget's error", second)
+	}
+	if err := st.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Recv(); !errors.Is(err, io.EOF) {
+		t.Errorf("after CloseSend: %v, want EOF", err)
 	}
 }
 

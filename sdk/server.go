@@ -7,6 +7,7 @@ import (
 	"io"
 	"runtime/debug"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/go-plugin"
 	"go.uber.org/zap"
@@ -135,6 +136,59 @@ func (s *Server) deliver(ctx context.Context, d *decoder, b *pluginpb.Batch) (er
 // Decide asks the tracer's Decider which entries it wants stacks for; a
 // tracer that is not a Decider wants none.
 func (s *Server) Decide(ctx context.Context, req *pluginpb.DecideRequest) (*pluginpb.DecideResponse, error) {
+	resp, err := s.answer(ctx, req)
+	if err != nil {
+		return nil, StatusFromError(err)
+	}
+	return resp, nil
+}
+
+// Decisions serves the Decide stream. Each request is answered on its own
+// goroutine, under its budget, with its seq, so that a slow Decider never
+// stops the stream from being read; a Decider's error or panic is the
+// response's error (the host answers "no" and counts it), not the end of
+// the stream. The host's closing its side ends it with nil, once every
+// answer has been sent.
+func (s *Server) Decisions(stream pluginpb.Tracer_DecisionsServer) error {
+	ctx := stream.Context()
+	var (
+		wg      sync.WaitGroup
+		sendMu  sync.Mutex
+		sendErr error
+	)
+	defer wg.Wait()
+	for {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rctx, cancel := ctx, context.CancelFunc(func() {})
+			if b := req.GetBudgetNs(); b > 0 {
+				rctx, cancel = context.WithTimeout(ctx, time.Duration(b))
+			}
+			resp, err := s.answer(rctx, req)
+			cancel()
+			if err != nil {
+				resp = &pluginpb.DecideResponse{Error: err.Error()}
+			}
+			resp.Seq = req.GetSeq()
+			sendMu.Lock()
+			defer sendMu.Unlock()
+			if sendErr == nil {
+				sendErr = stream.Send(resp)
+			}
+		}()
+	}
+}
+
+// answer runs the tracer's Decider on req.
+func (s *Server) answer(ctx context.Context, req *pluginpb.DecideRequest) (*pluginpb.DecideResponse, error) {
 	dec, ok := s.t.(Decider)
 	if !ok {
 		return &pluginpb.DecideResponse{}, nil
@@ -149,10 +203,10 @@ func (s *Server) Decide(ctx context.Context, req *pluginpb.DecideRequest) (*plug
 	}
 	want, err := s.decide(ctx, dec, entries)
 	if err != nil {
-		return nil, StatusFromError(fmt.Errorf("sdk: decide: %w", err))
+		return nil, fmt.Errorf("sdk: decide: %w", err)
 	}
 	if len(want) > len(entries) {
-		return nil, StatusFromError(fmt.Errorf("sdk: decide: %d answers for %d entries", len(want), len(entries)))
+		return nil, fmt.Errorf("sdk: decide: %d answers for %d entries", len(want), len(entries))
 	}
 	resp := &pluginpb.DecideResponse{}
 	for i, w := range want {

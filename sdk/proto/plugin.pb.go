@@ -1783,6 +1783,8 @@ func (x *Ack) GetSeq() uint64 {
 type DecideRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Entries       []*DecideEntry         `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	Seq           uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`                           // Decisions: numbers the requests of the stream, from 1
+	BudgetNs      uint64                 `protobuf:"varint,3,opt,name=budget_ns,json=budgetNs,proto3" json:"budget_ns,omitempty"` // Decisions: how long the host waits for the answer (Decide has its deadline instead)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1822,6 +1824,20 @@ func (x *DecideRequest) GetEntries() []*DecideEntry {
 		return x.Entries
 	}
 	return nil
+}
+
+func (x *DecideRequest) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *DecideRequest) GetBudgetNs() uint64 {
+	if x != nil {
+		return x.BudgetNs
+	}
+	return 0
 }
 
 // DecideEntry is one open entry and the events this plugin saw in it.
@@ -1896,6 +1912,8 @@ func (x *DecideEntry) GetEvents() []*Event {
 type DecideResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Want          []uint64               `protobuf:"varint,1,rep,packed,name=want,proto3" json:"want,omitempty"` // keys of the entries the plugin wants stacks for
+	Seq           uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`          // Decisions: the seq of the request answered
+	Error         string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`       // Decisions: why the plugin could not decide (the answer is then "no" for all)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1935,6 +1953,20 @@ func (x *DecideResponse) GetWant() []uint64 {
 		return x.Want
 	}
 	return nil
+}
+
+func (x *DecideResponse) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *DecideResponse) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
 }
 
 type HostRequest struct {
@@ -2251,16 +2283,20 @@ const file_sdk_proto_plugin_proto_rawDesc = "" +
 	"\x06stacks\x18\x02 \x01(\x04R\x06stacks\x12\x18\n" +
 	"\acookies\x18\x03 \x03(\x04R\acookies\"\x17\n" +
 	"\x03Ack\x12\x10\n" +
-	"\x03seq\x18\x01 \x01(\x04R\x03seq\"I\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\"x\n" +
 	"\rDecideRequest\x128\n" +
-	"\aentries\x18\x01 \x03(\v2\x1e.unwindd.plugin.v1.DecideEntryR\aentries\"u\n" +
+	"\aentries\x18\x01 \x03(\v2\x1e.unwindd.plugin.v1.DecideEntryR\aentries\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x1b\n" +
+	"\tbudget_ns\x18\x03 \x01(\x04R\bbudgetNs\"u\n" +
 	"\vDecideEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\x04R\x03key\x12\x10\n" +
 	"\x03pid\x18\x02 \x01(\x05R\x03pid\x12\x10\n" +
 	"\x03tid\x18\x03 \x01(\x05R\x03tid\x120\n" +
-	"\x06events\x18\x04 \x03(\v2\x18.unwindd.plugin.v1.EventR\x06events\"$\n" +
+	"\x06events\x18\x04 \x03(\v2\x18.unwindd.plugin.v1.EventR\x06events\"L\n" +
 	"\x0eDecideResponse\x12\x12\n" +
-	"\x04want\x18\x01 \x03(\x04R\x04want\"\x1f\n" +
+	"\x04want\x18\x01 \x03(\x04R\x04want\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\"\x1f\n" +
 	"\vHostRequest\x12\x10\n" +
 	"\x03tid\x18\x01 \x01(\x05R\x03tid\"S\n" +
 	"\x11HostRequestResult\x12\x10\n" +
@@ -2311,11 +2347,12 @@ const file_sdk_proto_plugin_proto_rawDesc = "" +
 	"\x0fLOG_LEVEL_DEBUG\x10\x01\x12\x12\n" +
 	"\x0eLOG_LEVEL_INFO\x10\x02\x12\x12\n" +
 	"\x0eLOG_LEVEL_WARN\x10\x03\x12\x13\n" +
-	"\x0fLOG_LEVEL_ERROR\x10\x042\xe8\x01\n" +
+	"\x0fLOG_LEVEL_ERROR\x10\x042\xbe\x02\n" +
 	"\x06Tracer\x12N\n" +
 	"\bDescribe\x12\".unwindd.plugin.v1.DescribeRequest\x1a\x1e.unwindd.plugin.v1.Description\x12?\n" +
 	"\aDeliver\x12\x18.unwindd.plugin.v1.Batch\x1a\x16.unwindd.plugin.v1.Ack(\x010\x01\x12M\n" +
-	"\x06Decide\x12 .unwindd.plugin.v1.DecideRequest\x1a!.unwindd.plugin.v1.DecideResponse2\x96\x01\n" +
+	"\x06Decide\x12 .unwindd.plugin.v1.DecideRequest\x1a!.unwindd.plugin.v1.DecideResponse\x12T\n" +
+	"\tDecisions\x12 .unwindd.plugin.v1.DecideRequest\x1a!.unwindd.plugin.v1.DecideResponse(\x010\x012\x96\x01\n" +
 	"\x04Host\x12O\n" +
 	"\aRequest\x12\x1e.unwindd.plugin.v1.HostRequest\x1a$.unwindd.plugin.v1.HostRequestResult\x12=\n" +
 	"\x03Log\x12\x1b.unwindd.plugin.v1.LogEntry\x1a\x19.unwindd.plugin.v1.LogAckB/Z-github.com/unwindd/unwindd/sdk/proto;pluginpbb\x06proto3"
@@ -2392,15 +2429,17 @@ var file_sdk_proto_plugin_proto_depIdxs = []int32{
 	6,  // 20: unwindd.plugin.v1.Tracer.Describe:input_type -> unwindd.plugin.v1.DescribeRequest
 	13, // 21: unwindd.plugin.v1.Tracer.Deliver:input_type -> unwindd.plugin.v1.Batch
 	24, // 22: unwindd.plugin.v1.Tracer.Decide:input_type -> unwindd.plugin.v1.DecideRequest
-	27, // 23: unwindd.plugin.v1.Host.Request:input_type -> unwindd.plugin.v1.HostRequest
-	29, // 24: unwindd.plugin.v1.Host.Log:input_type -> unwindd.plugin.v1.LogEntry
-	7,  // 25: unwindd.plugin.v1.Tracer.Describe:output_type -> unwindd.plugin.v1.Description
-	23, // 26: unwindd.plugin.v1.Tracer.Deliver:output_type -> unwindd.plugin.v1.Ack
-	26, // 27: unwindd.plugin.v1.Tracer.Decide:output_type -> unwindd.plugin.v1.DecideResponse
-	28, // 28: unwindd.plugin.v1.Host.Request:output_type -> unwindd.plugin.v1.HostRequestResult
-	30, // 29: unwindd.plugin.v1.Host.Log:output_type -> unwindd.plugin.v1.LogAck
-	25, // [25:30] is the sub-list for method output_type
-	20, // [20:25] is the sub-list for method input_type
+	24, // 23: unwindd.plugin.v1.Tracer.Decisions:input_type -> unwindd.plugin.v1.DecideRequest
+	27, // 24: unwindd.plugin.v1.Host.Request:input_type -> unwindd.plugin.v1.HostRequest
+	29, // 25: unwindd.plugin.v1.Host.Log:input_type -> unwindd.plugin.v1.LogEntry
+	7,  // 26: unwindd.plugin.v1.Tracer.Describe:output_type -> unwindd.plugin.v1.Description
+	23, // 27: unwindd.plugin.v1.Tracer.Deliver:output_type -> unwindd.plugin.v1.Ack
+	26, // 28: unwindd.plugin.v1.Tracer.Decide:output_type -> unwindd.plugin.v1.DecideResponse
+	26, // 29: unwindd.plugin.v1.Tracer.Decisions:output_type -> unwindd.plugin.v1.DecideResponse
+	28, // 30: unwindd.plugin.v1.Host.Request:output_type -> unwindd.plugin.v1.HostRequestResult
+	30, // 31: unwindd.plugin.v1.Host.Log:output_type -> unwindd.plugin.v1.LogAck
+	26, // [26:32] is the sub-list for method output_type
+	20, // [20:26] is the sub-list for method input_type
 	20, // [20:20] is the sub-list for extension type_name
 	20, // [20:20] is the sub-list for extension extendee
 	0,  // [0:20] is the sub-list for field type_name
