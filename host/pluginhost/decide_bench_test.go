@@ -43,6 +43,28 @@ func BenchmarkDecide(b *testing.B) {
 			b.Fatalf("%d ops: %d decide calls, %d timeouts, %d errors", b.N, st.DecideCalls, st.DecideTimeouts, st.DecideErrors)
 		}
 	})
+	b.Run("raw-stream", func(b *testing.B) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		stream, err := pluginpb.NewTracerClient(startRawServer(b)).Decisions(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := range b.N {
+			ev := decideEvent(i)
+			e := &pluginpb.DecideEntry{Key: 1, Pid: 1, Tid: 1, Events: []*pluginpb.Event{toPB(&ev, 1, 1, 0)}}
+			if err := stream.Send(&pluginpb.DecideRequest{Entries: []*pluginpb.DecideEntry{e}, Seq: uint64(i + 1), BudgetNs: uint64(time.Second)}); err != nil {
+				b.Fatal(err)
+			}
+			if resp, err := stream.Recv(); err != nil || resp.GetSeq() != uint64(i+1) {
+				b.Fatalf("decisions: %v %v", resp, err)
+			}
+		}
+		b.StopTimer()
+		stream.CloseSend()
+	})
 	b.Run("raw-unary", func(b *testing.B) {
 		client := pluginpb.NewTracerClient(startRawServer(b))
 		ctx := context.Background()

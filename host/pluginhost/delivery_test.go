@@ -66,7 +66,9 @@ func drive(t *testing.T, eng *deferred.Engine, m *Manager, goroutines, perG int,
 				}
 				now := uint64(time.Now().UnixNano())
 				d.Event(tk, Event{Kind: KindSample, Name: "cpu-clock", TimeNS: now, CPU: int32(g), Comm: "synth", Period: 1000})
-				read := i%16 == 0
+				// Reads on even tids (i%4 == 0) and odd ones (i%4 == 1):
+				// the test plugin in mode decide wants the odd ones.
+				read := i%16 == 0 || i%16 == 5
 				if read {
 					d.Event(tk, Event{Kind: KindSyscallEnter, Name: "read", TimeNS: now + 1, CPU: int32(g), Comm: "synth",
 						Fields: []Field{{Name: "fd", Kind: FieldInt, Int: 3}, {Name: "count", Kind: FieldUint, Uint: 4096}}})

@@ -16,6 +16,8 @@ import (
 	goplugin "github.com/hashicorp/go-plugin"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/unwindd/unwindd/arch/x86_64"
 	"github.com/unwindd/unwindd/host/deferred"
@@ -83,6 +85,8 @@ type instance struct {
 	failOnce   sync.Once
 	failErr    error
 	failed     chan struct{}
+
+	dec *decisions // mode decide: the Decisions stream; nil otherwise
 }
 
 // startInstance starts p's process and connects to it. On error, whatever
@@ -169,6 +173,9 @@ func (m *Manager) startInstance(p *plugin) (_ *instance, err error) {
 	if in.stream, err = rem.Client.Deliver(in.ctx); err != nil {
 		in.cancel()
 		return nil, fmt.Errorf("open deliver stream: %w", err)
+	}
+	if in.mode == ModeDecide {
+		in.dec = openDecisions(in.ctx, rem.Client, in.log)
 	}
 	go in.send()
 	go in.receive()
@@ -481,6 +488,7 @@ func (in *instance) stop() {
 	in.client.Kill()
 	<-in.senderDone
 	<-in.recvDone
+	in.dec.wait()
 	in.discard()
 }
 
@@ -510,6 +518,7 @@ func (in *instance) shutdown() error {
 	in.client.Kill()
 	<-in.senderDone
 	<-in.recvDone
+	in.dec.wait()
 	in.discard()
 	return err
 }
@@ -523,24 +532,36 @@ func (in *instance) discard() {
 }
 
 // decide asks the plugin whether it wants the stack of t's open entry,
-// within the plugin's deadline. A missed deadline or an error is "no".
+// within the plugin's deadline: on the Decisions stream, or by a Decide call
+// when the plugin does not serve the stream. A missed deadline or an error
+// is "no".
 func (in *instance) decide(t *deferred.Task, evs []Event) bool {
-	ctx, cancel := context.WithTimeout(in.ctx, in.p.spec.DecideDeadline)
-	defer cancel()
 	e := &pluginpb.DecideEntry{Key: 1, Pid: t.PID(), Tid: t.TID(), Events: make([]*pluginpb.Event, len(evs))}
 	for i := range evs {
 		e.Events[i] = toPB(&evs[i], t.PID(), t.TID(), 0)
 	}
+	req := &pluginpb.DecideRequest{Entries: []*pluginpb.DecideEntry{e}}
 	in.p.ctr.decideCalls.Add(1)
-	resp, err := in.remote.Client.Decide(ctx, &pluginpb.DecideRequest{Entries: []*pluginpb.DecideEntry{e}})
-	if err != nil {
-		if ctx.Err() == context.DeadlineExceeded {
-			in.p.ctr.decideTimeouts.Add(1)
-		} else {
-			in.p.ctr.decideErrors.Add(1)
-			in.log.Debug("decide failed", zap.Error(err))
-		}
-		return false
+	deadline := time.Now().Add(in.p.spec.DecideDeadline)
+	resp, err := in.dec.ask(in.ctx, req, deadline)
+	if errors.Is(err, errNoStream) {
+		ctx, cancel := context.WithDeadline(in.ctx, deadline)
+		defer cancel()
+		req.Seq, req.BudgetNs = 0, 0
+		resp, err = in.remote.Client.Decide(ctx, req)
 	}
-	return slices.Contains(resp.GetWant(), 1)
+	switch {
+	case err == nil && resp.GetError() != "":
+		in.p.ctr.decideErrors.Add(1)
+		in.log.Debug("decide failed", zap.String("error", resp.GetError()))
+		return false
+	case err == nil:
+		return slices.Contains(resp.GetWant(), 1)
+	case errors.Is(err, context.DeadlineExceeded) || status.Code(err) == codes.DeadlineExceeded:
+		in.p.ctr.decideTimeouts.Add(1)
+	default:
+		in.p.ctr.decideErrors.Add(1)
+		in.log.Debug("decide failed", zap.Error(err))
+	}
+	return false
 }

@@ -17,7 +17,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/unwindd/unwindd/sdk"
+	pluginpb "github.com/unwindd/unwindd/sdk/proto"
 )
 
 // Counts is what the plugin reports; the test decodes the same fields.
@@ -241,5 +247,35 @@ func main() {
 	t := &tracer{done: map[uint64]bool{}, hang: env("HANG") != "", latency: env("LATENCY") != "", nocheck: env("NOCHECK") != ""}
 	t.slow, _ = time.ParseDuration(env("SLOW"))
 	t.panicAt, _ = strconv.ParseUint(env("PANIC_AFTER"), 10, 64)
+	if env("NO_DECISIONS") != "" {
+		serveLegacy(t)
+		return
+	}
 	sdk.Serve(t)
+}
+
+// legacyServer is the sdk's server without the Decisions stream, as a
+// plugin built before it: the host must fall back to Decide calls.
+type legacyServer struct{ *sdk.Server }
+
+func (legacyServer) Decisions(pluginpb.Tracer_DecisionsServer) error {
+	return status.Error(codes.Unimplemented, "method Decisions not implemented")
+}
+
+type legacyPlugin struct{ sdk.GRPCPlugin }
+
+func (p *legacyPlugin) GRPCServer(broker *plugin.GRPCBroker, s *grpc.Server) error {
+	pluginpb.RegisterTracerServer(s, legacyServer{sdk.NewServer(p.Impl, broker)})
+	return nil
+}
+
+func serveLegacy(t *tracer) {
+	plugin.Serve(&plugin.ServeConfig{
+		HandshakeConfig: sdk.Handshake,
+		Plugins:         plugin.PluginSet{sdk.PluginName: &legacyPlugin{sdk.GRPCPlugin{Impl: t}}},
+		GRPCServer:      plugin.DefaultGRPCServer,
+	})
+	if err := t.Close(); err != nil {
+		fmt.Fprintf(os.Stderr, "close: %v\n", err)
+	}
 }

@@ -48,6 +48,27 @@ func (server) Decide(_ context.Context, r *pluginpb.DecideRequest) (*pluginpb.De
 	return &pluginpb.DecideResponse{Want: want}, nil
 }
 
+// Decisions is Decide on a stream, answered in order on the stream's
+// goroutine: BenchmarkDecide's raw-stream baseline.
+func (server) Decisions(s pluginpb.Tracer_DecisionsServer) error {
+	for {
+		r, err := s.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		want := make([]uint64, len(r.GetEntries()))
+		for i, e := range r.GetEntries() {
+			want[i] = e.GetKey()
+		}
+		if err := s.Send(&pluginpb.DecideResponse{Want: want, Seq: r.GetSeq()}); err != nil {
+			return err
+		}
+	}
+}
+
 func main() {
 	if len(os.Args) != 2 {
 		fmt.Fprintln(os.Stderr, "usage: rawserver SOCKET")
