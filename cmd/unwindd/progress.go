@@ -34,12 +34,12 @@ type progress struct {
 	drew bool
 }
 
-func (p *progress) update(done, total int64) {
+func (p *progress) update(done, total int64, records uint64) {
 	if total <= 0 || time.Since(p.last) < 200*time.Millisecond && done < total {
 		return
 	}
 	p.last, p.drew = time.Now(), true
-	fmt.Fprintf(p.w, "\rreplay: %3d%% (%d of %d MiB)", done*100/total, done>>20, total>>20)
+	fmt.Fprintf(p.w, "\rreplay: %3d%% (%d of %d MiB, %d records)\x1b[K", done*100/total, done>>20, total>>20, records)
 }
 
 func (p *progress) done() {

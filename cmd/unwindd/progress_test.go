@@ -121,3 +121,22 @@ func TestRunProgress(t *testing.T) {
 	}
 	t.Logf("%d progress lines, the last %q", len(m), m[len(m)-1][0])
 }
+
+// TestReplayProgress: replay's line gives the share of the file read, its
+// MiB and the records, at most five times a second but always at the end,
+// and done ends it with a newline.
+func TestReplayProgress(t *testing.T) {
+	var w bytes.Buffer
+	p := &progress{w: &w}
+	p.update(10<<20, 100<<20, 1234)
+	p.update(20<<20, 100<<20, 2345) // within 200ms: not drawn
+	p.update(100<<20, 100<<20, 9999)
+	p.done()
+	want := "\rreplay:  10% (10 of 100 MiB, 1234 records)\x1b[K" +
+		"\rreplay: 100% (100 of 100 MiB, 9999 records)\x1b[K\n"
+	if w.String() != want {
+		t.Errorf("progress wrote %q, want %q", w.String(), want)
+	}
+	var nothing *progress
+	nothing.done() // no progress (not a terminal): nothing to end
+}

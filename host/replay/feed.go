@@ -16,8 +16,9 @@ import (
 // FeedOptions configure [Feed]. The zero value means the defaults.
 type FeedOptions struct {
 	// Progress, if set, is called now and then with the bytes of the data
-	// section read so far and its size, and once at the end.
-	Progress func(done, total int64)
+	// section read so far, its size and the records read so far, and once
+	// at the end.
+	Progress func(done, total int64, records uint64)
 	// Pace, if set, is called every PaceEvery events before the next one:
 	// it may wait (for plugins to catch up); an error stops the feed.
 	Pace      func(ctx context.Context) error
@@ -46,12 +47,15 @@ const (
 // ([entry.Tracker.Flush]). It returns what it read and why it stopped early.
 func Feed(ctx context.Context, f *perfdata.File, tr *entry.Tracker, opts FeedOptions) (FeedStats, error) {
 	start, total := f.Header.Data.Offset, int64(f.Header.Data.Size)
-	var progress func(*perfdata.Record)
-	if opts.Progress != nil {
-		progress = func(rec *perfdata.Record) { opts.Progress(clamp(rec.Offset-int64(start), total), total) }
-		defer opts.Progress(total, total)
+	if opts.Progress == nil {
+		return feed(ctx, f.Records(), tr, opts, nil)
 	}
-	return feed(ctx, f.Records(), tr, opts, progress)
+	progress := func(rec *perfdata.Record, records uint64) {
+		opts.Progress(clamp(rec.Offset-int64(start), total), total, records)
+	}
+	st, err := feed(ctx, f.Records(), tr, opts, progress)
+	opts.Progress(total, total, st.Records)
+	return st, err
 }
 
 // RecordReader gives records in time order, as a perf.data file's
@@ -66,7 +70,7 @@ func FeedRecords(ctx context.Context, rr RecordReader, tr *entry.Tracker, opts F
 	return feed(ctx, rr, tr, opts, nil)
 }
 
-func feed(ctx context.Context, rr RecordReader, tr *entry.Tracker, opts FeedOptions, progress func(*perfdata.Record)) (FeedStats, error) {
+func feed(ctx context.Context, rr RecordReader, tr *entry.Tracker, opts FeedOptions, progress func(*perfdata.Record, uint64)) (FeedStats, error) {
 	every := opts.PaceEvery
 	if every <= 0 {
 		every = 256
@@ -82,7 +86,7 @@ func feed(ctx context.Context, rr RecordReader, tr *entry.Tracker, opts FeedOpti
 				return st, err
 			}
 			if progress != nil && n&(1<<16-1) == 0 {
-				progress(rec)
+				progress(rec, st.Records)
 			}
 		}
 		err := rr.ReadInto(rec)

@@ -345,7 +345,7 @@ func feedFile(t *testing.T, path string) (*recorder, FeedStats, entry.Stats) {
 		t.Fatal(err)
 	}
 	var progress []int64
-	st, err := Feed(context.Background(), f, tr, FeedOptions{Progress: func(done, total int64) { progress = append(progress, done) }})
+	st, err := Feed(context.Background(), f, tr, FeedOptions{Progress: func(done, total int64, _ uint64) { progress = append(progress, done) }})
 	if err != nil {
 		t.Fatal(err)
 	}

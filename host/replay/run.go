@@ -31,7 +31,7 @@ type Options struct {
 	// Manager.HandshakeTimeout plus 5s (15s by default).
 	StartTimeout time.Duration
 	// Progress is handed to [Feed].
-	Progress func(done, total int64)
+	Progress func(done, total int64, records uint64)
 	// Running, if set, is called once every plugin runs, just before the
 	// source starts, with the manager: a live progress display polls its
 	// Stats and Dispatched (both safe from any goroutine) until
