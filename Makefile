@@ -81,7 +81,11 @@ run: deps build $(DEMO)
 	@echo "== unwindd run --out $(BIN)/out -- $(DEMO) 1000"
 	$(UNWINDD) run --log-level warn --out $(BIN)/out -- $(DEMO) 1000
 	@ls -l $(BIN)/out
-	@echo "== look at them: go tool pprof -top $(BIN)/out/profile.pb.gz; less $(BIN)/out/stacks.folded $(BIN)/out/trace.txt"
+	@echo "== look at them:"
+	@echo "   go tool pprof -top $(BIN)/out/profile.pb.gz      # the profile, by function"
+	@echo "   chromium $(BIN)/out/flame.svg                    # the flame graph (any browser; hover, click to zoom, Search)"
+	@echo "   less $(BIN)/out/trace.txt                        # every syscall with its user stack, ftrace's layout"
+	@echo "   less $(BIN)/out/perf.script.txt $(BIN)/out/stacks.folded"
 
 vet:
 	$(GO) vet ./...

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"testing"
 	"time"
 
@@ -69,3 +70,68 @@ func benchPlugin(b *testing.B, joinOnly bool) {
 
 func BenchmarkPlugin(b *testing.B)     { benchPlugin(b, false) }
 func BenchmarkPluginJoin(b *testing.B) { benchPlugin(b, true) }
+
+// benchFolded makes a foldedBuilder of n distinct folded stacks of two
+// comms, 16 frames each, shaped like a profile: three shared outer frames,
+// then base-4 digits of the stack's number (so stacks share prefixes, as
+// call trees do), then a leaf of its own; 1 to 7 samples each.
+func benchFolded(n int) *foldedBuilder {
+	fb := newFoldedBuilder()
+	for i := range n {
+		fr := make([]sdk.Frame, 16)
+		for j := range fr { // leaf first
+			depth := 15 - j
+			var name string
+			switch {
+			case depth < 3:
+				name = [...]string{"_start", "__libc_start_main", "main"}[depth]
+			case depth < 15:
+				name = fmt.Sprintf("pkg.fn%d_%d", depth, i>>(2*(15-depth))&3)
+			default:
+				name = fmt.Sprintf("leaf_%d", i)
+			}
+			fr[j] = sdk.Frame{Addr: demoMap.Start + uint64(i)<<4 + uint64(j), Mapping: demoMap, Function: name}
+		}
+		s := sample{Comm: "demo", PID: 100, TID: 100}
+		if i%3 == 0 {
+			s.Comm = "worker"
+		}
+		samples := make([]sample, 1+i%7)
+		for k := range samples {
+			samples[k] = s
+		}
+		fb.add(samples, &sdk.Stack{Frames: fr})
+	}
+	return fb
+}
+
+// benchWrite measures write on 100k distinct stacks, and reports the
+// output's size.
+func benchWrite(b *testing.B, write func(fb *foldedBuilder, w io.Writer) error) {
+	fb := benchFolded(100_000)
+	var cw countWriter
+	b.ReportAllocs()
+	for b.Loop() {
+		cw = 0
+		if err := write(fb, &cw); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(cw), "bytes/file")
+}
+
+// countWriter counts what is written to it.
+type countWriter int64
+
+func (c *countWriter) Write(p []byte) (int, error) { *c += countWriter(len(p)); return len(p), nil }
+
+// BenchmarkFoldedWrite is the baseline of BenchmarkFlameWrite: the same
+// aggregation written as stacks.folded.
+func BenchmarkFoldedWrite(b *testing.B) {
+	benchWrite(b, func(fb *foldedBuilder, w io.Writer) error { _, err := fb.WriteTo(w); return err })
+}
+
+// BenchmarkFlameWrite writes flame.svg of 100k distinct stacks.
+func BenchmarkFlameWrite(b *testing.B) {
+	benchWrite(b, func(fb *foldedBuilder, w io.Writer) error { return fb.writeFlame(w) })
+}

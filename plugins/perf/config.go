@@ -21,7 +21,7 @@ const (
 
 // config is the plugin's config block, decoded.
 type config struct {
-	Out        string        // out: the directory the three files are written to (required)
+	Out        string        // out: the directory the files are written to (required)
 	Hz         uint32        // hz: cpu-clock sampling frequency
 	MaxPending int           // max_pending: samples held while they wait for their stack
 	MaxWait    time.Duration // max_wait: how long, in sample time, a sample waits for its stack
@@ -89,7 +89,7 @@ func parseConfig(b []byte) (config, error) {
 		}
 	}
 	if c.Out == "" && !seen["out"] {
-		errs = append(errs, &sdk.ConfigError{Msg: "out is required (the directory to write profile.pb.gz, stacks.folded and perf.script.txt to)"})
+		errs = append(errs, &sdk.ConfigError{Msg: "out is required (the directory to write profile.pb.gz, stacks.folded, perf.script.txt and flame.svg to)"})
 	}
 	if len(errs) > 0 {
 		return config{}, errors.Join(errs...)

@@ -108,25 +108,39 @@ func foldedComm(s *sample) string {
 	return foldedCommName.Replace(scriptComm(s))
 }
 
-// WriteTo writes the folded stacks sorted by stack, one per line. Keys
-// whose comms fold to the same name are one line.
-func (b *foldedBuilder) WriteTo(w io.Writer) (int64, error) {
-	lines := make(map[string]uint64, len(b.counts))
+// foldedLine is one line of stacks.folded: the stack "comm;root;…;leaf"
+// and its count of samples.
+type foldedLine struct {
+	stack string
+	count uint64
+}
+
+// lines returns the folded stacks and their counts, one per line of the
+// output (keys whose comms fold to the same name are one line), in no
+// particular order. WriteTo and the flame graph both start from it.
+func (b *foldedBuilder) lines() []foldedLine {
+	merged := make(map[string]uint64, len(b.counts))
 	for k, n := range b.counts {
-		lines[k.comm+b.suffix[k.stack-1]] += n
+		merged[k.comm+b.suffix[k.stack-1]] += n
 	}
-	keys := make([]string, 0, len(lines))
-	for k := range lines {
-		keys = append(keys, k)
+	lines := make([]foldedLine, 0, len(merged))
+	for s, n := range merged {
+		lines = append(lines, foldedLine{stack: s, count: n})
 	}
-	slices.Sort(keys)
+	return lines
+}
+
+// WriteTo writes the folded stacks sorted by stack, one per line.
+func (b *foldedBuilder) WriteTo(w io.Writer) (int64, error) {
+	lines := b.lines()
+	slices.SortFunc(lines, func(x, y foldedLine) int { return strings.Compare(x.stack, y.stack) })
 	bw := bufio.NewWriter(w)
 	var n int64
 	var num []byte
-	for _, k := range keys {
-		num = strconv.AppendUint(append(num[:0], ' '), lines[k], 10)
+	for i := range lines {
+		num = strconv.AppendUint(append(num[:0], ' '), lines[i].count, 10)
 		num = append(num, '\n')
-		m, _ := bw.WriteString(k)
+		m, _ := bw.WriteString(lines[i].stack)
 		n += int64(m)
 		m, _ = bw.Write(num)
 		n += int64(m)

@@ -1,7 +1,7 @@
 // Command perf is unwindd's sampling profiler plugin. It subscribes to
 // cpu-clock samples with request mode always, joins each sample to the user
 // stack of its kernel entry by cookie, and when the host shuts it down
-// writes three files into its out directory:
+// writes four files into its out directory:
 //
 //   - profile.pb.gz: a pprof profile (sample types samples/count and
 //     cpu/nanoseconds; mappings with build-ids, locations, functions; string
@@ -9,14 +9,21 @@
 //   - stacks.folded: "comm;root;…;leaf count" lines for flamegraph.pl and
 //     inferno;
 //   - perf.script.txt: the samples in the layout of perf script with
-//     callchains.
+//     callchains;
+//   - flame.svg: the folded stacks as an interactive flame graph, in the
+//     layout of flamegraph.pl (root at the bottom, an "all" frame, then the
+//     comms), self-contained (inline CSS and JavaScript): hover for a
+//     frame's samples, click to zoom, search with a regular expression
+//     (also as ?s=regexp in its URL). Frames narrower than 0.1% of the
+//     width are left out; their samples count in their parent.
 //
 // Each file is written to a temporary name in the out directory and renamed,
 // so a crash never leaves a half-written file under the final name (it may
 // leave a ".perf.script.txt.tmp…" file: perf script text is streamed to it
 // from the start, so that its memory stays bounded). The profile and the
 // folded stacks aggregate identical stacks of a task, so their memory grows
-// with distinct stacks, not samples; the folded counts are samples. In
+// with distinct stacks, not samples; the folded counts are samples, and the
+// flame graph is drawn from the same counts (see writeFlame). In
 // perf.script.txt samples are in time order within a window of max_wait
 // (see scriptWriter); pprof locations of non-leaf frames are return address
 // minus one (see profileBuilder).
@@ -219,7 +226,7 @@ func (t *tracer) Lost(_ context.Context, l sdk.Lost) error {
 	return nil
 }
 
-// Close writes the three files and logs a summary. Samples still waiting
+// Close writes the four files and logs a summary. Samples still waiting
 // for their stack are written without one. A second Close does nothing.
 func (t *tracer) Close() error {
 	t.mu.Lock()
@@ -241,7 +248,8 @@ func (t *tracer) Close() error {
 		errProfile = writeFile(dir, profileFile, p.Write)
 	}
 	errFolded := writeFile(dir, foldedFile, func(w io.Writer) error { _, err := t.folded.WriteTo(w); return err })
-	err := errors.Join(errScript, errProfile, errFolded)
+	errFlame := writeFile(dir, flameFile, t.folded.writeFlame)
+	err := errors.Join(errScript, errProfile, errFolded, errFlame)
 
 	fields := map[string]string{"out": dir}
 	for _, kv := range []struct {

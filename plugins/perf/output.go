@@ -12,6 +12,7 @@ const (
 	profileFile = "profile.pb.gz"
 	foldedFile  = "stacks.folded"
 	scriptFile  = "perf.script.txt"
+	flameFile   = "flame.svg"
 )
 
 // createTemp opens a temporary file beside dir/name, to be committed under

@@ -111,7 +111,7 @@ func TestCloseError(t *testing.T) {
 		t.Fatal(err)
 	}
 	err := tr.Close()
-	for _, f := range []string{scriptFile, profileFile, foldedFile} {
+	for _, f := range []string{scriptFile, profileFile, foldedFile, flameFile} {
 		if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, f)) {
 			t.Errorf("Close = %v, want an error naming %s", err, f)
 		}

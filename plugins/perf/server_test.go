@@ -97,7 +97,7 @@ func TestServer(t *testing.T) {
 	must(t, tr.Close()) // what sdk.Serve does once the host shuts the plugin down
 
 	direct, _ := runScenario(t)
-	for _, f := range []string{profileFile, foldedFile, scriptFile} {
+	for _, f := range []string{profileFile, foldedFile, scriptFile, flameFile} {
 		got, err1 := os.ReadFile(filepath.Join(dir, f))
 		want, err2 := os.ReadFile(filepath.Join(direct, f))
 		if err := errors.Join(err1, err2); err != nil {
@@ -152,7 +152,7 @@ func (b *syncBuffer) String() string {
 
 // TestPluginProcess builds the plugin, starts it as the host does
 // (go-plugin, gRPC, automatic mTLS), describes it, delivers the scenario,
-// shuts it down and reads the three files it wrote.
+// shuts it down and reads the files it wrote.
 func TestPluginProcess(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and starts the plugin process")
@@ -214,7 +214,7 @@ func TestPluginProcess(t *testing.T) {
 		t.Errorf("profile: %d samples, %d functions, %d mappings (want 4, 4, 2):\n%v", len(p.Sample), len(p.Function), len(p.Mapping), p)
 	}
 	direct, _ := runScenario(t)
-	for _, f := range []string{foldedFile, scriptFile} {
+	for _, f := range []string{foldedFile, scriptFile, flameFile} {
 		got, err1 := os.ReadFile(filepath.Join(dir, f))
 		want, err2 := os.ReadFile(filepath.Join(direct, f))
 		if err := errors.Join(err1, err2); err != nil {

@@ -136,7 +136,7 @@ func TestTracerCounts(t *testing.T) {
 			t.Errorf("%s: mode %v, %v; want 0644", e.Name(), info.Mode(), err)
 		}
 	}
-	if want := []string{scriptFile, profileFile, foldedFile}; !slices.Equal(names, want) {
+	if want := []string{flameFile, scriptFile, profileFile, foldedFile}; !slices.Equal(names, want) {
 		t.Errorf("out dir holds %q, want exactly %q (no temporary files)", names, want)
 	}
 	// Calls after Close are ignored, and a second Close does nothing.
@@ -182,7 +182,7 @@ func TestDescribeErrors(t *testing.T) {
 		}
 	}
 	must(t, tr.Close())
-	for _, f := range []string{profileFile, foldedFile, scriptFile} {
+	for _, f := range []string{profileFile, foldedFile, scriptFile, flameFile} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Errorf("empty run: %v", err)
 		}
