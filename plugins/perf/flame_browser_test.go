@@ -1,14 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"errors"
-	"image/png"
 	"math"
 	"net/url"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -17,14 +12,9 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/unwindd/unwindd/internal/testutil"
+	"github.com/unwindd/unwindd/internal/testutil/browser"
 	"github.com/unwindd/unwindd/sdk"
 )
-
-// artifactsEnv names the directory where tests leave files for people to
-// look at (the flame graph's screenshot); unset, it is bin/artifacts in the
-// repository.
-const artifactsEnv = "UNWINDD_ARTIFACTS"
 
 // Three stacks of the process "demo", leaf first, sampled 60, 30 and 10
 // times: hash_block and parse_header under compute, and a C++ name that
@@ -109,45 +99,12 @@ const domFramesJS = `Array.from(document.querySelectorAll("g.f"), g => {
 // Zoom, and search from the URL. It leaves a screenshot in the artifacts
 // directory.
 func TestFlameBrowser(t *testing.T) {
-	chromium, err := exec.LookPath("chromium")
-	if err != nil {
-		testutil.Need(t, "chromium", "renders flame.svg in a headless browser: "+err.Error())
-	}
 	svgPath := filepath.Join(flameWorkload(t), flameFile)
 	fileURL := (&url.URL{Scheme: "file", Path: svgPath}).String()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	var browserLog syncBuffer // chromium's output, for failures
-	actx, cancelAlloc := chromedp.NewExecAllocator(ctx,
-		chromedp.ExecPath(chromium),
-		chromedp.Flag("headless", true),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-quic", true),
-		chromedp.NoFirstRun,
-		chromedp.Flag("no-default-browser-check", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-extensions", true),
-		chromedp.Flag("hide-scrollbars", true),
-		chromedp.UserDataDir(filepath.Join(t.TempDir(), "chromium")),
-		chromedp.WindowSize(1280, 400),
-		chromedp.CombinedOutput(&browserLog),
-	)
-	defer cancelAlloc()
-	bctx, cancelBrowser := chromedp.NewContext(actx)
-	defer cancelBrowser()
-	defer func() {
-		// Close the browser and wait for it, before t.TempDir is removed.
-		if err := chromedp.Cancel(bctx); err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("close chromium: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("chromium's output:\n%s", browserLog.String())
-		}
-	}()
+	bctx := browser.Open(ctx, t, 1280, 400)
 
 	run := func(what string, steps ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
@@ -225,7 +182,7 @@ func TestFlameBrowser(t *testing.T) {
 	if got, want := text("details"), "Function: "+flameColdName+" (10 samples, 10.00%)"; got != want {
 		t.Errorf("details after hovering over the C++ frame: %q, want %q", got, want)
 	}
-	path := writeArtifact(t, "perf-flame.png", screenshot(bctx, t))
+	path := browser.WriteArtifact(t, "perf-flame.png", browser.Screenshot(bctx, t))
 	t.Logf("screenshot (hovering over %s): %s", flameColdName, path)
 
 	// Click: compute spans the width, its children scale, its ancestors
@@ -288,58 +245,3 @@ func TestFlameBrowser(t *testing.T) {
 
 // hasClass reports whether the class attribute list names class c.
 func hasClass(list, c string) bool { return slices.Contains(strings.Fields(list), c) }
-
-// screenshot takes a PNG of the page at the SVG's size and checks that it
-// is one.
-func screenshot(ctx context.Context, t *testing.T) []byte {
-	t.Helper()
-	size, err := chromedp.Run(ctx, chromedp.Evaluate[[2]int64](`[document.documentElement.width.baseVal.value, document.documentElement.height.baseVal.value]`))
-	if err != nil {
-		t.Fatalf("read the SVG's size: %v", err)
-	}
-	if err := chromedp.Do(ctx, chromedp.EmulateViewport(size[0], size[1])); err != nil {
-		t.Fatalf("set the viewport to the SVG's size: %v", err)
-	}
-	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-	if err != nil {
-		t.Fatalf("screenshot: %v", err)
-	}
-	img, err := png.Decode(bytes.NewReader(shot))
-	if err != nil {
-		t.Fatalf("screenshot is not a PNG: %v", err)
-	}
-	if b := img.Bounds(); int64(b.Dx()) != size[0] || int64(b.Dy()) != size[1] {
-		t.Errorf("screenshot %v, want %dx%d", b, size[0], size[1])
-	}
-	return shot
-}
-
-// writeArtifact writes b as name in $UNWINDD_ARTIFACTS, or else in
-// bin/artifacts of the repository, and returns its path.
-func writeArtifact(t *testing.T, name string, b []byte) string {
-	t.Helper()
-	dir := os.Getenv(artifactsEnv)
-	if dir == "" {
-		wd, err := os.Getwd()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for root := wd; ; root = filepath.Dir(root) {
-			if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
-				dir = filepath.Join(root, "bin", "artifacts")
-				break
-			}
-			if filepath.Dir(root) == root {
-				t.Fatalf("no go.mod above %s", wd)
-			}
-		}
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatalf("artifacts: %v", err)
-	}
-	path := filepath.Join(dir, name)
-	if err := os.WriteFile(path, b, 0o644); err != nil {
-		t.Fatalf("artifacts: %v", err)
-	}
-	return path
-}
