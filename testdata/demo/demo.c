@@ -9,6 +9,10 @@
  *   hash      worker_start -> hash_file -> sha_update -> sha_transform -> mix_round
  *   index     worker_start -> build_index -> insert_key -> btree_split
  *
+ * and a fifth, logger, that makes a few syscalls with stacks of their own: a
+ * record written to /dev/null every 10 ms (logger -> flush_log ->
+ * write_record -> write) and a nanosleep between them.
+ *
  * Build it with frame pointers, which is what the unwinder walks:
  *
  *   gcc -O0 -fno-omit-frame-pointer -pthread -o demo testdata/demo/demo.c
@@ -19,6 +23,7 @@
  * perf record -- ./demo 1000).
  */
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,6 +64,26 @@ void hash_file(void) { sha_update(); sink++; }
 void btree_split(void) { spin(); }
 void insert_key(void) { btree_split(); sink++; }
 void build_index(void) { insert_key(); sink++; }
+
+/* logger: a record every 10 ms, each a write(2) under its own chain. */
+void write_record(int fd, long n) {
+	char b[64];
+	int len = snprintf(b, sizeof b, "record %ld\n", n);
+	sink += write(fd, b, len);
+}
+void flush_log(int fd, long n) { write_record(fd, n); sink++; }
+
+static void *logger(void *arg) {
+	(void)arg;
+	pthread_setname_np(pthread_self(), "logger");
+	int fd = open("/dev/null", O_WRONLY);
+	for (long n = 0;; n++) {
+		struct timespec ts = {0, 10 * 1000000L};
+		flush_log(fd, n);
+		nanosleep(&ts, NULL);
+	}
+	return NULL;
+}
 
 struct worker {
 	const char *name;
@@ -105,7 +130,12 @@ int main(int argc, char **argv) {
 	}
 	while (__atomic_load_n(&ready, __ATOMIC_SEQ_CST) < n)
 		;
-	printf("demo: pid %d: main thread and %d workers (compress, hash, index) spinning\n", getpid(), n);
+	pthread_t lt;
+	if (pthread_create(&lt, NULL, logger, NULL) != 0) {
+		perror("demo: pthread_create");
+		return 1;
+	}
+	printf("demo: pid %d: main thread and %d workers (compress, hash, index) spinning, a logger writing\n", getpid(), n);
 	fflush(stdout);
 	run_server();
 	return 0;
