@@ -95,7 +95,7 @@ func (s *Server) describe(ctx context.Context, req *pluginpb.DescribeRequest, h 
 			err = s.recovered("Tracer.Describe", r)
 		}
 	}()
-	return s.t.Describe(ctx, DescribeInfo{Config: req.GetConfig(), HostVersion: req.GetHostVersion(), Host: h})
+	return s.t.Describe(ctx, DescribeInfo{Config: req.GetConfig(), HostVersion: req.GetHostVersion(), Check: req.GetCheck(), Host: h})
 }
 
 // Deliver receives batches, turns them into Tracer calls and acknowledges

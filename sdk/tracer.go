@@ -57,7 +57,12 @@ type Closer interface {
 type DescribeInfo struct {
 	Config      []byte // the plugin's config block from the host's config, as is; may be empty
 	HostVersion string
-	Host        *Host // the plugin's handle on the host; never nil
+	// Check is set when the host only checks the config (unwindd config
+	// check, unwindd plugins list): the tracer validates it and describes
+	// itself as usual, but must create nothing (no output directory, no
+	// files, nothing to write at Close); no events or stacks follow.
+	Check bool
+	Host  *Host // the plugin's handle on the host; never nil
 }
 
 // Mode is a plugin's request mode: when the host requests a stack for it.

@@ -153,7 +153,7 @@ func startPlugins(ctx context.Context, log *zap.Logger, specs []pluginhost.Spec)
 	if err != nil {
 		return nil, err
 	}
-	mgr, err := pluginhost.New(eng, specs, pluginhost.Options{HostVersion: "unwindd", MaxQuickCrashes: 1}, log)
+	mgr, err := pluginhost.New(eng, specs, pluginhost.Options{HostVersion: "unwindd", MaxQuickCrashes: 1, Check: true}, log)
 	if err != nil {
 		return nil, err
 	}

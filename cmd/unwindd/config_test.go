@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -217,4 +219,45 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// TestCheckWritesNothing: `config check` and `plugins list` start the
+// plugins only to check them (sdk.DescribeInfo.Check): the last run's
+// files in the output directory are left as they were, and a missing
+// output directory is not made.
+func TestCheckWritesNothing(t *testing.T) {
+	perf, ftrace := buildPerfPlugin(t), buildFtracePlugin(t)
+	dir := t.TempDir()
+	last := filepath.Join(dir, "last")
+	if err := os.MkdirAll(last, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{"trace.txt": "a trace\n", "profile.pb.gz": "a profile", "stacks.folded": "demo;main 1\n", "flame.svg": "<svg/>", "perf.script.txt": "script\n"}
+	for name, text := range files {
+		writeFile(t, last, name, text)
+	}
+	fresh := filepath.Join(dir, "fresh")
+	for _, out := range []string{last, fresh} {
+		deploy := writeFile(t, dir, "deploy.yaml", fmt.Sprintf("output: %[1]s\nplugins:\n  - name: perf\n    path: %[2]s\n    config: {out: %[1]s}\n  - name: ftrace\n    path: %[3]s\n    config: {out: %[1]s}\n", out, perf, ftrace))
+		for _, args := range [][]string{{"config", "check", deploy}, {"plugins", "list", "--config", deploy}} {
+			if code, stdout, stderr := runCLI(t, append([]string{"--log-level", "warn"}, args...)...); code != 0 {
+				t.Fatalf("%v: exit %d\n%s%s", args, code, stdout, stderr)
+			}
+		}
+	}
+	entries, err := os.ReadDir(last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != len(files) {
+		t.Errorf("%d files in the output directory after the checks, want the %d of the last run: %v", len(entries), len(files), entries)
+	}
+	for name, text := range files {
+		if b, err := os.ReadFile(filepath.Join(last, name)); err != nil || string(b) != text {
+			t.Errorf("%s after the checks: %q (%v), want %q", name, b, err, text)
+		}
+	}
+	if _, err := os.Stat(fresh); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the checks made the output directory %s (%v)", fresh, err)
+	}
 }

@@ -23,6 +23,7 @@ type stackcount struct {
 	counter *Counter
 	output  string
 	host    *sdk.Host
+	check   bool // the host only checks the config: write nothing
 }
 
 // parseConfig reads "key: value" lines.
@@ -58,7 +59,7 @@ func (s *stackcount) Describe(_ context.Context, info sdk.DescribeInfo) (sdk.Des
 	if err != nil {
 		return sdk.Description{}, err
 	}
-	s.host = info.Host
+	s.host, s.check = info.Host, info.Check
 	return sdk.Description{
 		Name:          "stackcount",
 		Version:       "1.0.0",
@@ -81,6 +82,9 @@ func (s *stackcount) Lost(_ context.Context, l sdk.Lost) error {
 
 // Close writes the table when the host shuts the plugin down.
 func (s *stackcount) Close() error {
+	if s.check {
+		return nil // unwindd config check: nothing was traced, keep the last table
+	}
 	if s.output == "" {
 		_, err := s.counter.WriteTo(os.Stderr)
 		return err

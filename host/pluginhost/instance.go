@@ -157,7 +157,7 @@ func (m *Manager) startInstance(p *plugin) (_ *instance, err error) {
 
 	dctx, dcancel := context.WithTimeout(context.Background(), m.opts.HandshakeTimeout)
 	desc, err := rem.Client.Describe(dctx, &pluginpb.DescribeRequest{
-		HostBrokerId: id, Config: p.spec.Config, HostVersion: m.opts.HostVersion,
+		HostBrokerId: id, Config: p.spec.Config, HostVersion: m.opts.HostVersion, Check: m.opts.Check,
 	})
 	dcancel()
 	if err != nil {

@@ -77,6 +77,9 @@ type Options struct {
 	Resolver Resolver
 	// HostVersion is sent to plugins in Describe.
 	HostVersion string
+	// Check tells every plugin in Describe that the host only checks its
+	// config (sdk.DescribeInfo.Check): it must create nothing.
+	Check bool
 }
 
 const maxBatchDelay = 5 * time.Millisecond

@@ -187,6 +187,8 @@ func (t *tracer) Describe(_ context.Context, info sdk.DescribeInfo) (sdk.Descrip
 		if !cfg.equal(&t.cfg) {
 			return sdk.Description{}, fmt.Errorf("ftrace: config %+v differs from the first connection's %+v, which is in use", cfg, t.cfg)
 		}
+	} else if info.Check {
+		// Only a check: trace.txt is neither made nor truncated.
 	} else if err := t.start(cfg); err != nil {
 		return sdk.Description{}, fmt.Errorf("ftrace: %w", err)
 	}

@@ -129,7 +129,7 @@ func (t *tracer) Describe(_ context.Context, info sdk.DescribeInfo) (sdk.Descrip
 		if cfg != t.cfg {
 			return sdk.Description{}, fmt.Errorf("perf: config %+v differs from the first connection's %+v, which is in use", cfg, t.cfg)
 		}
-	} else {
+	} else if !info.Check { // a check makes no directory and writes no file
 		if err := t.start(cfg); err != nil {
 			return sdk.Description{}, fmt.Errorf("perf: %w", err)
 		}
@@ -141,7 +141,7 @@ func (t *tracer) Describe(_ context.Context, info sdk.DescribeInfo) (sdk.Descrip
 	return sdk.Description{
 		Name:          "perf",
 		Version:       version,
-		Subscriptions: []sdk.Subscription{sdk.CPUClock(t.cfg.Hz)},
+		Subscriptions: []sdk.Subscription{sdk.CPUClock(cfg.Hz)},
 		Mode:          sdk.ModeAlways,
 	}, nil
 }

@@ -360,10 +360,14 @@ func (LogLevel) EnumDescriptor() ([]byte, []int) {
 }
 
 type DescribeRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	HostBrokerId  uint32                 `protobuf:"varint,1,opt,name=host_broker_id,json=hostBrokerId,proto3" json:"host_broker_id,omitempty"` // where the Host service is served
-	Config        []byte                 `protobuf:"bytes,2,opt,name=config,proto3" json:"config,omitempty"`                                    // the plugin's free-form config block, may be empty
-	HostVersion   string                 `protobuf:"bytes,3,opt,name=host_version,json=hostVersion,proto3" json:"host_version,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	HostBrokerId uint32                 `protobuf:"varint,1,opt,name=host_broker_id,json=hostBrokerId,proto3" json:"host_broker_id,omitempty"` // where the Host service is served
+	Config       []byte                 `protobuf:"bytes,2,opt,name=config,proto3" json:"config,omitempty"`                                    // the plugin's free-form config block, may be empty
+	HostVersion  string                 `protobuf:"bytes,3,opt,name=host_version,json=hostVersion,proto3" json:"host_version,omitempty"`
+	// check: the host only checks the plugin's config (unwindd config check,
+	// plugins list): the plugin validates and describes itself and must
+	// create nothing (no files, no output directory); no events follow.
+	Check         bool `protobuf:"varint,4,opt,name=check,proto3" json:"check,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -417,6 +421,13 @@ func (x *DescribeRequest) GetHostVersion() string {
 		return x.HostVersion
 	}
 	return ""
+}
+
+func (x *DescribeRequest) GetCheck() bool {
+	if x != nil {
+		return x.Check
+	}
+	return false
 }
 
 type Description struct {
@@ -2173,11 +2184,12 @@ var File_sdk_proto_plugin_proto protoreflect.FileDescriptor
 
 const file_sdk_proto_plugin_proto_rawDesc = "" +
 	"\n" +
-	"\x16sdk/proto/plugin.proto\x12\x11unwindd.plugin.v1\"r\n" +
+	"\x16sdk/proto/plugin.proto\x12\x11unwindd.plugin.v1\"\x88\x01\n" +
 	"\x0fDescribeRequest\x12$\n" +
 	"\x0ehost_broker_id\x18\x01 \x01(\rR\fhostBrokerId\x12\x16\n" +
 	"\x06config\x18\x02 \x01(\fR\x06config\x12!\n" +
-	"\fhost_version\x18\x03 \x01(\tR\vhostVersion\"\xe9\x01\n" +
+	"\fhost_version\x18\x03 \x01(\tR\vhostVersion\x12\x14\n" +
+	"\x05check\x18\x04 \x01(\bR\x05check\"\xe9\x01\n" +
 	"\vDescription\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12E\n" +
