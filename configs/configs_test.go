@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -25,10 +27,10 @@ func deployments(t *testing.T) []string {
 
 // TestDeployments loads every deployment here and checks it as
 // `unwindd config check` would, against stand-ins for what it names: a
-// directory of executable built-in plugins (the ftrace and bpf plugins need
-// not be built), and, for a plugin given by a relative path, an executable
-// at that path beside a copy of the file. A missing binary is tested in
-// host/config.
+// directory of executable built-in plugins, and, for a plugin given by a
+// relative path, an executable at that path beside a copy of the file. A
+// missing binary is tested in host/config; the plugins' own blocks, by
+// the real plugins, in TestDeploymentsCheck.
 func TestDeployments(t *testing.T) {
 	for _, name := range deployments(t) {
 		t.Run(name, func(t *testing.T) {
@@ -78,6 +80,63 @@ func TestDeployments(t *testing.T) {
 				if c.Plugins[i].Builtin() && !bytes.Contains(s.Config, []byte("out: ")) {
 					t.Errorf("built-in plugin %s gets no out: %q", s.Name, s.Config)
 				}
+			}
+		})
+	}
+}
+
+// TestDeploymentsCheck runs `unwindd config check` on every deployment
+// here whose plugins are all built in, with unwindd and the built-in
+// plugins (perf, ftrace, bpf) built beside it: each plugin is started and
+// checks its own config block (the bpf plugin compiles its programs). The
+// output directory is moved to a temporary one, should a plugin write
+// there.
+// A deployment with a plugin that is not built in is checked by
+// cmd/unwindd's TestThirdPartyPlugin.
+func TestDeploymentsCheck(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds unwindd and the built-in plugins")
+	}
+	bin := t.TempDir()
+	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	for pkg, name := range map[string]string{
+		"../cmd/unwindd": "unwindd", "../plugins/perf": "unwindd-plugin-perf",
+		"../plugins/ftrace": "unwindd-plugin-ftrace", "../plugins/bpf": "unwindd-plugin-bpf",
+	} {
+		if out, err := exec.Command(gobin, "build", "-o", filepath.Join(bin, name), pkg).CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+		}
+	}
+	output := regexp.MustCompile(`(?m)^output: .*$`)
+	for _, name := range deployments(t) {
+		t.Run(name, func(t *testing.T) {
+			c, err := config.Load(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range c.Plugins {
+				if !c.Plugins[i].Builtin() {
+					t.Skipf("plugin %s is not built in", c.Plugins[i].Name)
+				}
+			}
+			src, err := os.ReadFile(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			if !output.Match(src) {
+				t.Fatal("no output: line to move")
+			}
+			src = output.ReplaceAll(src, []byte("output: "+filepath.Join(dir, "out")))
+			copyPath := filepath.Join(dir, name)
+			if err := os.WriteFile(copyPath, src, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(filepath.Join(bin, "unwindd"), "config", "check", copyPath)
+			cmd.Dir = dir
+			out, err := cmd.CombinedOutput()
+			if err != nil || !strings.Contains(string(out), copyPath+": ok (") {
+				t.Errorf("unwindd config check %s: %v\n%s", name, err, out)
 			}
 		})
 	}

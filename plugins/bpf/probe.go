@@ -1,0 +1,202 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"strconv"
+	"strings"
+
+	"github.com/unwindd/unwindd/sdk"
+	"github.com/unwindd/unwindd/sdk/syscalls"
+)
+
+// maxHz is the highest profile rate: the kernel's default
+// perf_event_max_sample_rate.
+const maxHz = 100000
+
+// probeKind says which events a probe selects.
+type probeKind uint8
+
+const (
+	probeSyscall     probeKind = iota + 1 // syscall:NAME, syscall:*: syscall entries
+	probeSyscallExit                      // syscall_exit:NAME, syscall_exit:*: syscall exits
+	probeTracepoint                       // tracepoint:GROUP:NAME
+	probeProfile                          // profile:hz:N: cpu-clock samples
+)
+
+// probe is a program's parsed probe.
+type probe struct {
+	kind    probeKind
+	syscall string // syscall probes: the x86-64 name; "" for every syscall
+	alt     string // the kernel's name for syscall, when it differs ("newfstat")
+	tp      string // tracepoints: "group:name", as events name them
+	hz      uint32 // profile
+	text    string // the probe as written, trimmed
+}
+
+// match reports whether ev is one of p's events.
+func (p *probe) match(ev *sdk.Event) bool {
+	switch p.kind {
+	case probeSyscall:
+		return ev.Kind == sdk.KindSyscallEnter && (p.syscall == "" || ev.Name == p.syscall || p.alt != "" && ev.Name == p.alt)
+	case probeSyscallExit:
+		return ev.Kind == sdk.KindSyscallExit && (p.syscall == "" || ev.Name == p.syscall || p.alt != "" && ev.Name == p.alt)
+	case probeTracepoint:
+		return ev.Kind == sdk.KindTracepoint && ev.Name == p.tp
+	case probeProfile:
+		return ev.Kind == sdk.KindSample
+	}
+	return false
+}
+
+// probeSyntax is the list of probes, for error messages.
+const probeSyntax = "syscall:NAME, syscall:*, syscall_exit:NAME, syscall_exit:*, tracepoint:GROUP:NAME or profile:hz:N"
+
+// parseProbe parses a probe; it returns what is wrong with it, or "".
+func parseProbe(s string) (probe, string) {
+	p := probe{text: s}
+	kind, rest, ok := strings.Cut(s, ":")
+	if !ok {
+		return p, fmt.Sprintf("want a probe (%s), got %q", probeSyntax, s)
+	}
+	switch kind {
+	case "syscall", "syscall_exit":
+		p.kind = probeSyscall
+		if kind == "syscall_exit" {
+			p.kind = probeSyscallExit
+		}
+		if rest == "*" {
+			return p, ""
+		}
+		if msg := checkSyscall(rest); msg != "" {
+			return p, msg
+		}
+		p.syscall, p.alt = rest, kernelNames[rest]
+	case "tracepoint", "t":
+		group, name, ok := strings.Cut(rest, ":")
+		if !ok || group == "" || name == "" || strings.ContainsAny(name, ": \t/") || strings.ContainsAny(group, " \t/") {
+			return p, fmt.Sprintf("want a tracepoint as tracepoint:GROUP:NAME (tracepoint:sched:sched_switch), got %q", s)
+		}
+		switch {
+		case group == "syscalls":
+			probe := "syscall"
+			bare, found := strings.CutPrefix(name, "sys_enter_")
+			if !found {
+				if bare, found = strings.CutPrefix(name, "sys_exit_"); !found {
+					return p, "the host delivers syscalls as syscall events: write syscall:NAME or syscall_exit:NAME"
+				}
+				probe = "syscall_exit"
+			}
+			for user, k := range kernelNames {
+				if k == bare {
+					bare = user
+				}
+			}
+			return p, fmt.Sprintf("the host delivers syscalls as syscall events: write %s:%s", probe, bare)
+		case group == "raw_syscalls":
+			return p, "the host delivers raw_syscalls as syscall events: write syscall:* or syscall_exit:*"
+		}
+		p.kind, p.tp = probeTracepoint, group+":"+name
+	case "profile", "p":
+		unit, n, ok := strings.Cut(rest, ":")
+		hz, err := strconv.ParseUint(n, 10, 32)
+		if !ok || unit != "hz" || err != nil || hz < 1 || hz > maxHz {
+			return p, fmt.Sprintf("want profile:hz:N with N from 1 to %d, got %q", maxHz, s)
+		}
+		p.kind, p.hz = probeProfile, uint32(hz)
+	default:
+		return p, fmt.Sprintf("no probe type %q: the host delivers syscalls, tracepoints and cpu-clock samples (%s)", kind, probeSyntax)
+	}
+	return p, ""
+}
+
+// tracepointFields reads the fields of the tracepoint group:name from
+// tracefs. known is false when tracefs is nil or the format cannot be read
+// for a reason other than its absence; msg says what is wrong, or "".
+func tracepointFields(tracefs fs.FS, tp string) (fields []tpField, known bool, msg string) {
+	if tracefs == nil {
+		return nil, false, ""
+	}
+	group, name, _ := strings.Cut(tp, ":")
+	b, err := fs.ReadFile(tracefs, "events/"+group+"/"+name+"/format")
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, false, fmt.Sprintf("no tracepoint %s on this machine (no events/%s/%s in tracefs)", tp, group, name)
+	}
+	if err != nil {
+		return nil, false, ""
+	}
+	fields, ok := parseTracepointFormat(b)
+	if !ok {
+		return nil, false, ""
+	}
+	return fields, true, ""
+}
+
+// checkSyscall says what is wrong with a syscall name, or "".
+func checkSyscall(s string) string {
+	if isSyscall(s) {
+		return ""
+	}
+	for user, kernel := range kernelNames {
+		if s == kernel {
+			return fmt.Sprintf("%q is the kernel's tracepoint name; the syscall is %q", s, user)
+		}
+	}
+	msg := fmt.Sprintf("no x86-64 syscall %q", s)
+	for _, prefix := range []string{"sys_enter_", "sys_exit_", "__x64_sys_", "sys_"} {
+		if bare, ok := strings.CutPrefix(s, prefix); ok && isSyscall(bare) {
+			return msg + fmt.Sprintf(" (did you mean %q?)", bare)
+		}
+	}
+	if near := nearestSyscall(s); near != "" {
+		msg += fmt.Sprintf(" (did you mean %q?)", near)
+	}
+	return msg
+}
+
+// isSyscall reports whether s names an x86-64 system call.
+func isSyscall(s string) bool {
+	for _, n := range syscalls.All() {
+		if n == s {
+			return true
+		}
+	}
+	return false
+}
+
+// nearestSyscall returns the syscall name closest to s, if one is within
+// two edits.
+func nearestSyscall(s string) string {
+	if len(s) > 64 {
+		return ""
+	}
+	best, bestD := "", 3
+	for _, n := range syscalls.All() {
+		if d := editDistance(s, n); d < bestD {
+			best, bestD = n, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b, in bytes.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
