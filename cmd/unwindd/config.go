@@ -167,7 +167,11 @@ func startPlugins(ctx context.Context, log *zap.Logger, specs []pluginhost.Spec)
 }
 
 // waitStarted waits until every plugin of mgr has either started (run) or
-// failed to (crashed or given up), and returns their stats then.
+// been given up (with MaxQuickCrashes 1, its first failure), and returns
+// their stats then. It must not settle on the crash count: the manager
+// counts a crash before it records the error and the given-up state, and
+// a check that read the stats in between would find no error and call a
+// refused plugin ok.
 func waitStarted(ctx context.Context, mgr *pluginhost.Manager, timeout time.Duration) ([]pluginhost.Stats, error) {
 	deadline := time.Now().Add(timeout)
 	tick := time.NewTicker(10 * time.Millisecond)
@@ -176,7 +180,7 @@ func waitStarted(ctx context.Context, mgr *pluginhost.Manager, timeout time.Dura
 		stats := mgr.Stats()
 		settled := 0
 		for _, s := range stats {
-			if s.State == pluginhost.StateRunning || s.State == pluginhost.StateFailed || s.Crashes > 0 {
+			if s.State == pluginhost.StateRunning || s.State == pluginhost.StateFailed {
 				settled++
 			}
 		}
