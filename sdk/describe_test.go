@@ -198,8 +198,8 @@ func TestDecide(t *testing.T) {
 }
 
 // slowDecider holds the entries of tid 1 until its context ends (it
-// reports whether that came from the request's budget) and answers every
-// other entry at once.
+// reports how far away its deadline was) and answers every other entry at
+// once.
 type slowDecider struct {
 	*recorder
 	budgetSeen chan time.Duration
@@ -215,9 +215,9 @@ func (d *slowDecider) Decide(ctx context.Context, entries []sdk.DecideEntry) ([]
 	return []bool{true}, nil
 }
 
-// TestDecisionsStream: a slow answer does not hold up the next request's
-// (each request is answered on its own), the budget is the Decider's
-// deadline, and the late answer is the budget's error.
+// TestDecisionsStream: requests are answered in turn, each under its
+// budget (the Decider's deadline); a Decider that overruns it answers "no"
+// with the budget's error, and the stream goes on with the next request.
 func TestDecisionsStream(t *testing.T) {
 	d := &slowDecider{recorder: &recorder{}, budgetSeen: make(chan time.Duration, 1)}
 	st, err := tracerClient(t, d).Decisions(context.Background())
@@ -230,23 +230,23 @@ func TestDecisionsStream(t *testing.T) {
 		}
 	}
 	send(1, 1, 300*time.Millisecond)
+	send(2, 2, time.Second)
 	if b := <-d.budgetSeen; b <= 0 || b > 300*time.Millisecond {
 		t.Errorf("the Decider's deadline is %v away, want within the 300ms budget", b)
 	}
-	send(2, 2, time.Second)
 	first, err := st.Recv()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if first.GetSeq() != 2 || !slices.Equal(first.GetWant(), []uint64{2}) {
-		t.Errorf("first answer %v, want request 2's (yes), before the slow request 1's", first)
+	if first.GetSeq() != 1 || len(first.GetWant()) != 0 || !strings.Contains(first.GetError(), "deadline exceeded") {
+		t.Errorf("first answer %v, want request 1's: no, with the budget's error", first)
 	}
 	second, err := st.Recv()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if second.GetSeq() != 1 || len(second.GetWant()) != 0 || !strings.Contains(second.GetError(), "deadline exceeded") {
-		t.Errorf("second answer %v, want request 1's: no, with the budget's error", second)
+	if second.GetSeq() != 2 || !slices.Equal(second.GetWant(), []uint64{2}) {
+		t.Errorf("second answer %v, want request 2's (yes)", second)
 	}
 	if err := st.CloseSend(); err != nil {
 		t.Fatal(err)
