@@ -495,13 +495,21 @@ func TestBenchPayloads(t *testing.T) {
 // BenchmarkStartup measures a plugin's start with go-plugin and mTLS: from
 // Manager.Run to the plugin running (handshake, Describe), and to its first
 // callback (a lone event dispatched as soon as it runs, so that includes
-// the batch delay). One op is one start and shutdown.
+// the batch delay). One op is one start and shutdown. host-calls is a
+// plugin that logs through the host and requests a stack in Describe (so
+// Describe waits for the broker's second TLS connection and two calls on
+// it); quiet is one that does not, as the built-in plugins do.
 func BenchmarkStartup(b *testing.B) {
+	b.Run("host-calls", func(b *testing.B) { benchStartup(b) })
+	b.Run("quiet", func(b *testing.B) { benchStartup(b, "QUIET_DESCRIBE=1") })
+}
+
+func benchStartup(b *testing.B, env ...string) {
 	var toRun, toFirst []time.Duration
 	for range b.N {
 		core, logs := observer.New(zapcore.InfoLevel)
 		t0 := time.Now()
-		m, eng, _, stop := benchManager(b, zap.New(core), "MODE=never", "SUBS=sample", "LATENCY=1")
+		m, eng, _, stop := benchManager(b, zap.New(core), append([]string{"MODE=never", "SUBS=sample", "LATENCY=1"}, env...)...)
 		running := time.Since(t0)
 		tk, err := eng.AddTask(1, 1, deferred.KindUser)
 		if err != nil {
