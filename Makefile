@@ -115,7 +115,9 @@ bench:
 	$(GO) test -run '^$$' -bench 'Lookup' -benchmem -count 5 ./arch/x86_64/sframe/
 	$(GO) test -run '^$$' -bench 'Build|Lookup' -benchmem -count 5 ./arch/x86_64/cfi/
 	$(GO) test -run '^$$' -bench 'Walk' -benchmem -count 5 ./host/unwindinfo/
-	$(GO) test -run '^$$' -bench 'Deliver|RawGRPC|Startup|Latency' -benchmem -count 3 ./host/pluginhost/
+	$(GO) test -run '^$$' -bench 'Deliver|RawGRPC|Startup|Latency|Decide' -benchmem -count 3 ./host/pluginhost/
+	$(GO) test -run '^$$' -bench 'Match|Events' -benchmem -count 3 ./plugins/bpf/
+	$(GO) test -run '^$$' -bench 'FlameWrite|FoldedWrite' -benchmem -count 3 ./plugins/perf/
 
 # `unwindd replay` beside `perf script` on the same recordings of the demo
 # (~100 and >= 50,000 samples, 8 KiB stacks): steady-state samples/s of both,
