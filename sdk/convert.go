@@ -26,6 +26,9 @@ func descriptionToProto(d *Description) *pluginpb.Description {
 		},
 		Mode: modeToProto[d.Mode],
 	}
+	if !d.StackFilter.Empty() {
+		p.StackFilter = &pluginpb.StackFilter{Ids: d.StackFilter.IDs, Comms: d.StackFilter.Comms}
+	}
 	for _, s := range d.Subscriptions {
 		ps := &pluginpb.Subscription{}
 		switch s.Kind {
@@ -53,6 +56,7 @@ func DescriptionFromProto(p *pluginpb.Description) (Description, error) {
 			TIDs:  p.GetFilter().GetTids(),
 			Comms: p.GetFilter().GetComms(),
 		},
+		StackFilter: StackFilter{IDs: p.GetStackFilter().GetIds(), Comms: p.GetStackFilter().GetComms()},
 	}
 	switch m := p.GetMode(); m {
 	case pluginpb.RequestMode_REQUEST_MODE_UNSPECIFIED, pluginpb.RequestMode_REQUEST_MODE_ALWAYS:

@@ -164,6 +164,21 @@ type Filter struct {
 	Comms []string
 }
 
+// StackFilter selects the tasks whose kernel entries a plugin may get the
+// user stacks of. The host checks it itself, in process, before it
+// requests a stack for a plugin in [ModeAlways] or asks one in
+// [ModeDecide]: a plugin that wants stacks of some tasks only says so here
+// rather than deciding each entry across the process boundary. Events of
+// every task still reach the plugin (that is [Filter]'s job). A task
+// matches when each non-empty list does.
+type StackFilter struct {
+	IDs   []int32  // process or thread ids: the task's pid or its tid is listed
+	Comms []string // command names
+}
+
+// Empty reports whether f selects every task.
+func (f StackFilter) Empty() bool { return len(f.IDs) == 0 && len(f.Comms) == 0 }
+
 // Description is a plugin's answer to [Tracer.Describe]: who it is and what
 // it wants.
 type Description struct {
@@ -172,6 +187,7 @@ type Description struct {
 	Subscriptions []Subscription
 	Filter        Filter
 	Mode          Mode
+	StackFilter   StackFilter // modes always and decide: the tasks stacks may be requested for
 }
 
 // CheckValid reports the first way d is unusable: no name, an invalid

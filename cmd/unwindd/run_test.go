@@ -278,3 +278,43 @@ func TestRunCompat(t *testing.T) {
 		})
 	}
 }
+
+// TestRunStackFilter traces liveProgram with the ftrace plugin's comm
+// filter (its StackFilter, checked by the host): naming the program, every
+// write(2) has its cookie and stack; naming no task, every write is still
+// in trace.txt, none with a cookie, and nothing is unwound.
+func TestRunStackFilter(t *testing.T) {
+	ftrace := buildFtracePlugin(t)
+	exe := testutil.BuildC(t, "", "live", liveProgram, "-O2", "-fomit-frame-pointer")
+	wantWrites := writeCount(t, exe)
+	for _, source := range []string{"perf", "ptrace"} {
+		for _, comm := range []string{"live", "nomatch"} {
+			t.Run(source+"/"+comm, func(t *testing.T) {
+				dir := t.TempDir()
+				out := filepath.Join(dir, "out")
+				deploy := writeFile(t, dir, "deploy.yaml", fmt.Sprintf("output: %[1]s\nplugins:\n  - name: ftrace\n    path: %[2]s\n    config: {out: %[1]s, syscalls: [write], comm: [%[3]s]}\n", out, ftrace, comm))
+				sumFile := filepath.Join(dir, "summary.json")
+				code, stdout, stderr := runCLI(t, "--log-level", "warn", "run", "--config", deploy, "--source", source, "--summary-json", sumFile, "--", exe)
+				skipIfNoPtrace(t, stderr)
+				if code != 0 {
+					t.Fatalf("exit %d\nstdout %s\nstderr %s", code, stdout, stderr)
+				}
+				trace, err := os.ReadFile(filepath.Join(out, "trace.txt"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if comm == "live" {
+					checkTrace(t, string(trace), wantWrites)
+					return
+				}
+				enters := regexp.MustCompile(`(?m): sys_write\(.*\)$`).FindAllString(string(trace), -1)
+				if len(enters) != wantWrites || strings.Contains(string(trace), "cookie=") || strings.Contains(string(trace), "<user stack trace>") {
+					t.Errorf("%d sys_write lines without a cookie (want %d), cookies or stacks in trace.txt:\n%.1500s", len(enters), wantWrites, trace)
+				}
+				if b, err := os.ReadFile(sumFile); err != nil || !strings.Contains(string(b), `"unwinds": 0,`) || !strings.Contains(string(b), `"decide_calls": 0,`) {
+					t.Errorf("summary (%v): want no unwinds and no decide calls:\n%s", err, b)
+				}
+			})
+		}
+	}
+}

@@ -31,14 +31,23 @@ func (m *Manager) Dispatcher() *Dispatcher {
 // plugin in mode always, the host requests t's stack for it now and the
 // plugin's copy carries the entry's cookie; in mode never, the event is
 // queued as is; in mode decide, it is held until [Dispatcher.EndEntry].
-// Queuing never blocks: a full outbox drops and counts.
+// A task outside a plugin's StackFilter is treated as in mode never for
+// it: no request, no decision. Queuing never blocks: a full outbox drops
+// and counts.
 func (d *Dispatcher) Event(t *deferred.Task, ev Event) {
 	d.m.dispatched.Add(1)
 	for _, in := range *d.m.live.Load() {
 		if !in.match.match(t, &ev) {
 			continue
 		}
-		switch in.mode {
+		mode := in.mode
+		// The plugin's StackFilter: events only, but for a decide-mode
+		// plugin that already holds events of this entry (its comm
+		// changed within the entry), so that they stay in order.
+		if mode != ModeNever && !in.match.stackOK(t, &ev) && (mode != ModeDecide || !d.holding(t, in)) {
+			mode = ModeNever
+		}
+		switch mode {
 		case ModeAlways:
 			var cookie uint64
 			if _, c, err := t.Request(in.tracer); err == nil {
@@ -53,6 +62,16 @@ func (d *Dispatcher) Event(t *deferred.Task, ev Event) {
 			in.push(item{kind: itemEvent, pid: t.PID(), tid: t.TID(), ev: ev})
 		}
 	}
+}
+
+// holding reports whether events of t's open entry are held for in.
+func (d *Dispatcher) holding(t *deferred.Task, in *instance) bool {
+	for _, s := range d.open[t] {
+		if s.in == in {
+			return true
+		}
+	}
+	return false
 }
 
 func (d *Dispatcher) hold(t *deferred.Task, in *instance, ev Event) {

@@ -90,6 +90,8 @@ type matcher struct {
 	syscalls    map[string]bool
 	pids, tids  []int32
 	comms       []string
+	stackIDs    []int32  // sdk.StackFilter
+	stackComms  []string // sdk.StackFilter
 }
 
 // newMatcher compiles d, which passed sdk's CheckValid.
@@ -112,7 +114,17 @@ func newMatcher(d *sdk.Description) *matcher {
 		}
 	}
 	m.pids, m.tids, m.comms = slices.Clone(d.Filter.PIDs), slices.Clone(d.Filter.TIDs), slices.Clone(d.Filter.Comms)
+	m.stackIDs, m.stackComms = slices.Clone(d.StackFilter.IDs), slices.Clone(d.StackFilter.Comms)
 	return m
+}
+
+// stackOK reports whether the plugin's StackFilter lets the host request
+// (or ask for) the stack of t's entry, where ev happened.
+func (m *matcher) stackOK(t *deferred.Task, ev *Event) bool {
+	if len(m.stackIDs) > 0 && !slices.Contains(m.stackIDs, t.PID()) && !slices.Contains(m.stackIDs, t.TID()) {
+		return false
+	}
+	return len(m.stackComms) == 0 || slices.Contains(m.stackComms, ev.Comm)
 }
 
 func (m *matcher) match(t *deferred.Task, ev *Event) bool {

@@ -98,6 +98,43 @@ func TestMatcher(t *testing.T) {
 	if !all.match(other, &Event{Kind: KindSyscallEnter, Name: "anything"}) || !all.match(other, &Event{Kind: KindSample}) {
 		t.Error("all syscalls and samples: no match")
 	}
+	if !all.stackOK(other, &Event{Comm: "x"}) {
+		t.Error("no StackFilter: a task's stack refused")
+	}
+}
+
+// TestStackFilter: a task matches when its pid or its tid is in IDs and its
+// comm in Comms, each list checked only when set.
+func TestStackFilter(t *testing.T) {
+	eng, err := deferred.New(deferred.Options{Shards: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	main, _ := eng.AddTask(10, 10, deferred.KindUser)
+	thread, _ := eng.AddTask(11, 10, deferred.KindUser)
+	other, _ := eng.AddTask(21, 20, deferred.KindUser)
+	for _, c := range []struct {
+		name string
+		f    sdk.StackFilter
+		t    *deferred.Task
+		comm string
+		want bool
+	}{
+		{"ids: the process's pid, main thread", sdk.StackFilter{IDs: []int32{10}}, main, "app", true},
+		{"ids: the process's pid, another thread", sdk.StackFilter{IDs: []int32{10}}, thread, "app", true},
+		{"ids: a thread's tid", sdk.StackFilter{IDs: []int32{11}}, thread, "app", true},
+		{"ids: a thread's tid, not its sibling", sdk.StackFilter{IDs: []int32{11}}, main, "app", false},
+		{"ids: another process", sdk.StackFilter{IDs: []int32{10}}, other, "app", false},
+		{"comms", sdk.StackFilter{Comms: []string{"app", "db"}}, other, "db", true},
+		{"comms: no", sdk.StackFilter{Comms: []string{"app"}}, other, "db", false},
+		{"both: yes", sdk.StackFilter{IDs: []int32{21}, Comms: []string{"db"}}, other, "db", true},
+		{"both: comm no", sdk.StackFilter{IDs: []int32{21}, Comms: []string{"app"}}, other, "db", false},
+	} {
+		m := newMatcher(&sdk.Description{Subscriptions: []sdk.Subscription{sdk.Syscalls()}, StackFilter: c.f})
+		if got := m.stackOK(c.t, &Event{Kind: KindSyscallEnter, Name: "read", Comm: c.comm}); got != c.want {
+			t.Errorf("%s: stackOK = %v, want %v", c.name, got, c.want)
+		}
+	}
 }
 
 // fakeResolver names every pc inside one mapping.

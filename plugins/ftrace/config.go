@@ -26,10 +26,6 @@ type config struct {
 	PIDs        []int32  // pid: request stacks only for these processes or threads
 }
 
-// filtered reports whether the config restricts which entries get stacks:
-// the plugin then runs in mode decide.
-func (c *config) filtered() bool { return len(c.Comms) > 0 || len(c.PIDs) > 0 }
-
 func (c *config) equal(o *config) bool {
 	return c.Out == o.Out && slices.Equal(c.Syscalls, o.Syscalls) && slices.Equal(c.Tracepoints, o.Tracepoints) &&
 		slices.Equal(c.Comms, o.Comms) && slices.Equal(c.PIDs, o.PIDs)

@@ -1,8 +1,8 @@
 // Command ftrace is unwindd's syscall and tracepoint logger plugin. It
 // subscribes to syscalls (all of them, or those its config names) and to
 // named tracepoints, asks for the user stack of every kernel entry (mode
-// always) or, with a comm or pid filter, of the entries of matching tasks
-// only (mode decide), and streams trace.txt into its out directory in the
+// always), or, with a comm or pid filter, of the entries of matching tasks
+// only (the host checks the filter), and streams trace.txt into its out directory in the
 // text layout of the kernel's trace_pipe with the userstacktrace and
 // sym-userobj options: an event per line, then the entry's user stack.
 //
@@ -23,11 +23,14 @@
 // tracefs: the host names syscalls by the same table, and tracefs may be
 // unmounted or unreadable where the config is checked. A tracepoint is
 // "group:name"; the syscalls group is refused (list syscalls under
-// syscalls). With comm or pid (or both, when a task must match both), the
-// plugin runs in mode decide: every subscribed event is still written, but
-// a stack is requested only for an entry whose task matches (a pid matches
-// the task's process id or its thread id; a comm matches the command name
-// of the entry's latest event). Describe rejects unknown or repeated keys,
+// syscalls). With comm or pid (or both, when a task must match both),
+// every subscribed event is still written, but a stack is requested only
+// for an entry whose task matches (a pid matches the task's process id or
+// its thread id; a comm matches the command name an event of the entry
+// carries). The plugin hands the filter to the host as its
+// [sdk.StackFilter], which the host checks in process at each event: no
+// round trip to the plugin per entry, as request mode decide would cost.
+// Describe rejects unknown or repeated keys,
 // values of the wrong type and bad values, each as an [sdk.ConfigError]
 // naming the key and list item ("syscalls[1]").
 //
@@ -118,7 +121,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/unwindd/unwindd/sdk"
@@ -137,12 +139,11 @@ const (
 	maxPending    = 65536 // entries whose stack header info is kept
 )
 
-// tracer is the ftrace plugin's sdk.Tracer, sdk.Decider and sdk.Closer.
+// tracer is the ftrace plugin's sdk.Tracer and sdk.Closer.
 type tracer struct {
-	stderr     io.Writer              // where the summary goes when the host cannot take it
-	tracefs    func() fs.FS           // finds tracefs for the argument names; nil result: none
-	flushEvery time.Duration          // how often buffered lines reach the file
-	filter     atomic.Pointer[filter] // for Decide, which runs beside the delivery calls; nil: no filter
+	stderr     io.Writer     // where the summary goes when the host cannot take it
+	tracefs    func() fs.FS  // finds tracefs for the argument names; nil result: none
+	flushEvery time.Duration // how often buffered lines reach the file
 
 	// mu serialises Close and the flusher, which run on their own
 	// goroutines, with the delivery calls.
@@ -201,11 +202,8 @@ func (t *tracer) Describe(_ context.Context, info sdk.DescribeInfo) (sdk.Descrip
 		group, name, _ := strings.Cut(tp, ":")
 		subs = append(subs, sdk.Tracepoint(group, name))
 	}
-	d := sdk.Description{Name: "ftrace", Version: version, Subscriptions: subs, Mode: sdk.ModeAlways}
-	if cfg.filtered() {
-		d.Mode = sdk.ModeDecide
-	}
-	return d, nil
+	return sdk.Description{Name: "ftrace", Version: version, Subscriptions: subs, Mode: sdk.ModeAlways,
+		StackFilter: sdk.StackFilter{IDs: cfg.PIDs, Comms: cfg.Comms}}, nil
 }
 
 // start makes the out directory, opens trace.txt and starts the flusher.
@@ -226,9 +224,6 @@ func (t *tracer) start(cfg config) error {
 	t.file = f
 	t.buf = bufio.NewWriterSize(f, bufferSize)
 	t.out = newTraceWriter(t.buf, newArgNames(tracefs), maxPending)
-	if cfg.filtered() {
-		t.filter.Store(&filter{comms: cfg.Comms, pids: cfg.PIDs})
-	}
 	t.stop = make(chan struct{})
 	t.flusher.Go(t.flushLoop)
 	t.started = true
@@ -295,43 +290,6 @@ func (t *tracer) Lost(_ context.Context, l sdk.Lost) error {
 	t.counts.HostLostStacks += l.Stacks
 	t.noteErr(t.out.lost(&l))
 	return t.werr
-}
-
-// filter is the comm and pid filter of mode decide.
-type filter struct {
-	comms []string
-	pids  []int32
-}
-
-// match reports whether e's task passes every list that is set.
-func (f *filter) match(e *sdk.DecideEntry) bool {
-	if len(f.pids) > 0 && !slices.Contains(f.pids, e.PID) && !slices.Contains(f.pids, e.TID) {
-		return false
-	}
-	if len(f.comms) > 0 {
-		comm := ""
-		for i := len(e.Events) - 1; i >= 0 && comm == ""; i-- {
-			comm = e.Events[i].Comm
-		}
-		if !slices.Contains(f.comms, comm) {
-			return false
-		}
-	}
-	return true
-}
-
-// Decide wants the stacks of the entries whose task matches the filter.
-// It may run concurrently with the other calls, and reads only the filter.
-func (t *tracer) Decide(_ context.Context, entries []sdk.DecideEntry) ([]bool, error) {
-	want := make([]bool, len(entries))
-	f := t.filter.Load()
-	if f == nil {
-		return want, nil
-	}
-	for i := range entries {
-		want[i] = f.match(&entries[i])
-	}
-	return want, nil
 }
 
 // Close flushes and closes trace.txt and logs a summary. A second Close
@@ -402,7 +360,6 @@ func (t *tracer) log(level sdk.Level, msg string, fields map[string]string) {
 
 var _ interface {
 	sdk.Tracer
-	sdk.Decider
 	sdk.Closer
 } = (*tracer)(nil)
 

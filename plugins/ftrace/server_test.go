@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"slices"
 	"strings"
@@ -58,14 +59,6 @@ func deliver(t *testing.T, c pluginpb.TracerClient) []uint64 {
 	}
 	return acks
 }
-
-// decideRequest asks about three entries: of myapp (pid 10), of sh (pid
-// 20), and of myapp's thread 12 with no events.
-var decideRequest = &pluginpb.DecideRequest{Entries: []*pluginpb.DecideEntry{
-	{Key: 100, Pid: 10, Tid: 10, Events: []*pluginpb.Event{{Kind: pluginpb.EventKind_EVENT_KIND_SYSCALL_ENTER, Name: []byte("read"), Comm: []byte("myapp")}}},
-	{Key: 200, Pid: 20, Tid: 20, Events: []*pluginpb.Event{{Kind: pluginpb.EventKind_EVENT_KIND_SYSCALL_ENTER, Name: []byte("read"), Comm: []byte("sh")}}},
-	{Key: 300, Pid: 10, Tid: 12},
-}}
 
 // TestServer drives the tracer through the SDK's server over an in-process
 // gRPC connection, so the scenario crosses the real wire format and
@@ -124,9 +117,9 @@ func TestServer(t *testing.T) {
 	}
 }
 
-// TestServerDecide asks a plugin with a comm filter through the SDK's
-// server.
-func TestServerDecide(t *testing.T) {
+// TestServerStackFilter: a comm and pid filter reaches the host through
+// the SDK's server as the description's stack filter, in mode always.
+func TestServerStackFilter(t *testing.T) {
 	lis := bufconn.Listen(1 << 20)
 	srv := grpc.NewServer()
 	tr := newTracer()
@@ -143,16 +136,13 @@ func TestServerDecide(t *testing.T) {
 	}
 	defer conn.Close()
 	client := pluginpb.NewTracerClient(conn)
-	desc, err := client.Describe(context.Background(), &pluginpb.DescribeRequest{Config: []byte("out: " + t.TempDir() + "\nsyscalls: [read]\ncomm: [myapp]")})
+	desc, err := client.Describe(context.Background(), &pluginpb.DescribeRequest{Config: []byte("out: " + t.TempDir() + "\nsyscalls: [read]\ncomm: [myapp]\npid: [10]")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d, err := sdk.DescriptionFromProto(desc); err != nil || d.Mode != sdk.ModeDecide {
-		t.Fatalf("description %+v, %v: want mode decide", d, err)
-	}
-	resp, err := client.Decide(context.Background(), decideRequest)
-	if err != nil || !slices.Equal(resp.GetWant(), []uint64{100}) {
-		t.Errorf("Decide = %v, %v; want [100]", resp.GetWant(), err)
+	d, err := sdk.DescriptionFromProto(desc)
+	if want := (sdk.StackFilter{IDs: []int32{10}, Comms: []string{"myapp"}}); err != nil || d.Mode != sdk.ModeAlways || !reflect.DeepEqual(d.StackFilter, want) {
+		t.Fatalf("description %+v, %v: want mode always, stack filter %+v", d, err, want)
 	}
 }
 
@@ -242,9 +232,10 @@ func TestPluginProcess(t *testing.T) {
 	if acks := deliver(t, remote.Client); !slices.Equal(acks, []uint64{1, 2, 3}) {
 		t.Errorf("acks %v, want [1 2 3]", acks)
 	}
-	// Mode always: Decide is not asked, and says no.
-	if resp, err := remote.Client.Decide(ctx, decideRequest); err != nil || len(resp.GetWant()) != 0 {
-		t.Errorf("Decide in mode always = %v, %v; want none", resp.GetWant(), err)
+	// Not a Decider: a Decide call says no.
+	req := &pluginpb.DecideRequest{Entries: []*pluginpb.DecideEntry{{Key: 100, Pid: 10, Tid: 10}}}
+	if resp, err := remote.Client.Decide(ctx, req); err != nil || len(resp.GetWant()) != 0 {
+		t.Errorf("Decide = %v, %v; want none", resp.GetWant(), err)
 	}
 	client.Kill() // a graceful shutdown first: the plugin's Close flushes trace.txt
 	if !client.Exited() {

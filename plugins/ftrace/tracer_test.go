@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -238,16 +239,18 @@ func TestDescribe(t *testing.T) {
 		}
 	}
 
-	// Modes and subscriptions.
+	// Subscriptions and the stack filter (mode always throughout: the
+	// host checks the filter).
 	for _, c := range []struct {
 		config string
-		mode   sdk.Mode
+		filter sdk.StackFilter
 		subs   string
 	}{
-		{"", sdk.ModeAlways, "syscalls:*"},
-		{"syscalls: []\ntracepoints: []", sdk.ModeAlways, "syscalls:*"},
-		{"syscalls: [openat, read]\ncomm: [myapp]", sdk.ModeDecide, "syscalls:openat,read"},
-		{"pid: [1]\ntracepoints: [sched:sched_switch]", sdk.ModeDecide, "syscalls:* sched:sched_switch"},
+		{"", sdk.StackFilter{}, "syscalls:*"},
+		{"syscalls: []\ntracepoints: []", sdk.StackFilter{}, "syscalls:*"},
+		{"syscalls: [openat, read]\ncomm: [myapp]", sdk.StackFilter{Comms: []string{"myapp"}}, "syscalls:openat,read"},
+		{"pid: [1]\ntracepoints: [sched:sched_switch]", sdk.StackFilter{IDs: []int32{1}}, "syscalls:* sched:sched_switch"},
+		{"comm: [myapp, sh]\npid: [10, 31]", sdk.StackFilter{IDs: []int32{10, 31}, Comms: []string{"myapp", "sh"}}, "syscalls:*"},
 	} {
 		tr := newTracer()
 		tr.stderr = io.Discard
@@ -259,8 +262,8 @@ func TestDescribe(t *testing.T) {
 		for _, s := range d.Subscriptions {
 			subs = append(subs, s.String())
 		}
-		if d.Mode != c.mode || strings.Join(subs, " ") != c.subs || d.CheckValid() != nil {
-			t.Errorf("Describe(%q) = mode %v, subscriptions %q; want %v, %q", c.config, d.Mode, subs, c.mode, c.subs)
+		if d.Mode != sdk.ModeAlways || !reflect.DeepEqual(d.StackFilter, c.filter) || strings.Join(subs, " ") != c.subs || d.CheckValid() != nil {
+			t.Errorf("Describe(%q) = mode %v, stack filter %+v, subscriptions %q; want always, %+v, %q", c.config, d.Mode, d.StackFilter, subs, c.filter, c.subs)
 		}
 		must(t, tr.Close())
 	}
@@ -292,44 +295,6 @@ func TestDescribe(t *testing.T) {
 // Close without a Describe writes nothing and does not fail.
 func TestCloseUndescribed(t *testing.T) {
 	must(t, newTracer().Close())
-}
-
-func TestDecide(t *testing.T) {
-	ctx := context.Background()
-	ev := func(comm string) sdk.Event { return sdk.Event{Kind: sdk.KindSyscallEnter, Name: "read", Comm: comm} }
-	entries := []sdk.DecideEntry{
-		{PID: 10, TID: 10, Events: []sdk.Event{ev("myapp")}},
-		{PID: 10, TID: 11, Events: []sdk.Event{ev("worker")}},
-		{PID: 20, TID: 20, Events: []sdk.Event{ev("myapp")}},
-		{PID: 30, TID: 31, Events: []sdk.Event{ev("sh"), ev("myapp")}}, // exec'd: the latest comm counts
-		{PID: 40, TID: 40, Events: []sdk.Event{ev("myapp"), ev("")}},
-		{PID: 10, TID: 12}, // no events: no comm
-	}
-	for _, c := range []struct {
-		config string
-		want   []bool
-	}{
-		{"", []bool{false, false, false, false, false, false}}, // mode always: Decide is not asked, and says no
-		{"comm: [myapp]", []bool{true, false, true, true, true, false}},
-		{"pid: [10]", []bool{true, true, false, false, false, true}},
-		{"pid: [11, 31]", []bool{false, true, false, true, false, false}}, // thread ids match too
-		{"comm: [myapp]\npid: [10]", []bool{true, false, false, false, false, false}},
-		{"comm: [worker, sh]", []bool{false, true, false, false, false, false}},
-	} {
-		tr := newTracer()
-		tr.stderr = io.Discard
-		if _, err := tr.Describe(ctx, sdk.DescribeInfo{Config: []byte("out: " + t.TempDir() + "\n" + c.config)}); err != nil {
-			t.Fatal(err)
-		}
-		got, err := tr.Decide(ctx, entries)
-		if err != nil || !slices.Equal(got, c.want) {
-			t.Errorf("%q: Decide = %v, %v; want %v", c.config, got, err, c.want)
-		}
-		must(t, tr.Close())
-	}
-	if got, err := newTracer().Decide(ctx, entries[:1]); err != nil || !slices.Equal(got, []bool{false}) {
-		t.Errorf("Decide before Describe = %v, %v", got, err)
-	}
 }
 
 func TestPending(t *testing.T) {

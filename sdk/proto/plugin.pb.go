@@ -437,6 +437,10 @@ type Description struct {
 	Subscriptions []*Subscription        `protobuf:"bytes,3,rep,name=subscriptions,proto3" json:"subscriptions,omitempty"`
 	Filter        *Filter                `protobuf:"bytes,4,opt,name=filter,proto3" json:"filter,omitempty"`
 	Mode          RequestMode            `protobuf:"varint,5,opt,name=mode,proto3,enum=unwindd.plugin.v1.RequestMode" json:"mode,omitempty"`
+	// stack_filter: the tasks whose entries the plugin may get stacks of (modes
+	// ALWAYS and DECIDE); the host checks it and neither requests nor asks for
+	// other tasks. Unset: every task.
+	StackFilter   *StackFilter `protobuf:"bytes,6,opt,name=stack_filter,json=stackFilter,proto3" json:"stack_filter,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -504,6 +508,13 @@ func (x *Description) GetMode() RequestMode {
 		return x.Mode
 	}
 	return RequestMode_REQUEST_MODE_UNSPECIFIED
+}
+
+func (x *Description) GetStackFilter() *StackFilter {
+	if x != nil {
+		return x.StackFilter
+	}
+	return nil
 }
 
 type Subscription struct {
@@ -805,6 +816,60 @@ func (x *Filter) GetComms() []string {
 	return nil
 }
 
+// StackFilter: a task matches when each non-empty list does: ids holds
+// its process id or its thread id, comms its command name.
+type StackFilter struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ids           []int32                `protobuf:"varint,1,rep,packed,name=ids,proto3" json:"ids,omitempty"`
+	Comms         []string               `protobuf:"bytes,2,rep,name=comms,proto3" json:"comms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StackFilter) Reset() {
+	*x = StackFilter{}
+	mi := &file_sdk_proto_plugin_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StackFilter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StackFilter) ProtoMessage() {}
+
+func (x *StackFilter) ProtoReflect() protoreflect.Message {
+	mi := &file_sdk_proto_plugin_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StackFilter.ProtoReflect.Descriptor instead.
+func (*StackFilter) Descriptor() ([]byte, []int) {
+	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *StackFilter) GetIds() []int32 {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+func (x *StackFilter) GetComms() []string {
+	if x != nil {
+		return x.Comms
+	}
+	return nil
+}
+
 // Batch is one host-to-plugin message. It is laid out for speed: the
 // connection's interned definitions first, then the items in columns, and
 // runs, which put the items in order. A column is one bytes field: one byte
@@ -847,7 +912,7 @@ type Batch struct {
 
 func (x *Batch) Reset() {
 	*x = Batch{}
-	mi := &file_sdk_proto_plugin_proto_msgTypes[7]
+	mi := &file_sdk_proto_plugin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -859,7 +924,7 @@ func (x *Batch) String() string {
 func (*Batch) ProtoMessage() {}
 
 func (x *Batch) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_plugin_proto_msgTypes[7]
+	mi := &file_sdk_proto_plugin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -872,7 +937,7 @@ func (x *Batch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Batch.ProtoReflect.Descriptor instead.
 func (*Batch) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{7}
+	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Batch) GetSeq() uint64 {
@@ -970,7 +1035,7 @@ type Events struct {
 
 func (x *Events) Reset() {
 	*x = Events{}
-	mi := &file_sdk_proto_plugin_proto_msgTypes[8]
+	mi := &file_sdk_proto_plugin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -982,7 +1047,7 @@ func (x *Events) String() string {
 func (*Events) ProtoMessage() {}
 
 func (x *Events) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_plugin_proto_msgTypes[8]
+	mi := &file_sdk_proto_plugin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -995,7 +1060,7 @@ func (x *Events) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Events.ProtoReflect.Descriptor instead.
 func (*Events) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{8}
+	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Events) GetCount() uint32 {
@@ -1057,7 +1122,7 @@ type EventContexts struct {
 
 func (x *EventContexts) Reset() {
 	*x = EventContexts{}
-	mi := &file_sdk_proto_plugin_proto_msgTypes[9]
+	mi := &file_sdk_proto_plugin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1069,7 +1134,7 @@ func (x *EventContexts) String() string {
 func (*EventContexts) ProtoMessage() {}
 
 func (x *EventContexts) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_plugin_proto_msgTypes[9]
+	mi := &file_sdk_proto_plugin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1082,7 +1147,7 @@ func (x *EventContexts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventContexts.ProtoReflect.Descriptor instead.
 func (*EventContexts) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{9}
+	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *EventContexts) GetKinds() []byte {
@@ -1150,7 +1215,7 @@ type StackRefs struct {
 
 func (x *StackRefs) Reset() {
 	*x = StackRefs{}
-	mi := &file_sdk_proto_plugin_proto_msgTypes[10]
+	mi := &file_sdk_proto_plugin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1162,7 +1227,7 @@ func (x *StackRefs) String() string {
 func (*StackRefs) ProtoMessage() {}
 
 func (x *StackRefs) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_plugin_proto_msgTypes[10]
+	mi := &file_sdk_proto_plugin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1175,7 +1240,7 @@ func (x *StackRefs) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StackRefs.ProtoReflect.Descriptor instead.
 func (*StackRefs) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{10}
+	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *StackRefs) GetCount() uint32 {
@@ -1240,7 +1305,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_sdk_proto_plugin_proto_msgTypes[11]
+	mi := &file_sdk_proto_plugin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1252,7 +1317,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_plugin_proto_msgTypes[11]
+	mi := &file_sdk_proto_plugin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1265,7 +1330,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{11}
+	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Event) GetKind() EventKind {
@@ -1354,7 +1419,7 @@ type Field struct {
 
 func (x *Field) Reset() {
 	*x = Field{}
-	mi := &file_sdk_proto_plugin_proto_msgTypes[12]
+	mi := &file_sdk_proto_plugin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1366,7 +1431,7 @@ func (x *Field) String() string {
 func (*Field) ProtoMessage() {}
 
 func (x *Field) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_plugin_proto_msgTypes[12]
+	mi := &file_sdk_proto_plugin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1379,7 +1444,7 @@ func (x *Field) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Field.ProtoReflect.Descriptor instead.
 func (*Field) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{12}
+	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Field) GetName() string {
@@ -1473,7 +1538,7 @@ type Mapping struct {
 
 func (x *Mapping) Reset() {
 	*x = Mapping{}
-	mi := &file_sdk_proto_plugin_proto_msgTypes[13]
+	mi := &file_sdk_proto_plugin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1485,7 +1550,7 @@ func (x *Mapping) String() string {
 func (*Mapping) ProtoMessage() {}
 
 func (x *Mapping) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_plugin_proto_msgTypes[13]
+	mi := &file_sdk_proto_plugin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1498,7 +1563,7 @@ func (x *Mapping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mapping.ProtoReflect.Descriptor instead.
 func (*Mapping) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{13}
+	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Mapping) GetStart() uint64 {
@@ -1550,7 +1615,7 @@ type Locations struct {
 
 func (x *Locations) Reset() {
 	*x = Locations{}
-	mi := &file_sdk_proto_plugin_proto_msgTypes[14]
+	mi := &file_sdk_proto_plugin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1562,7 +1627,7 @@ func (x *Locations) String() string {
 func (*Locations) ProtoMessage() {}
 
 func (x *Locations) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_plugin_proto_msgTypes[14]
+	mi := &file_sdk_proto_plugin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1575,7 +1640,7 @@ func (x *Locations) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Locations.ProtoReflect.Descriptor instead.
 func (*Locations) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{14}
+	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Locations) GetCount() uint32 {
@@ -1629,7 +1694,7 @@ type StackDefs struct {
 
 func (x *StackDefs) Reset() {
 	*x = StackDefs{}
-	mi := &file_sdk_proto_plugin_proto_msgTypes[15]
+	mi := &file_sdk_proto_plugin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1641,7 +1706,7 @@ func (x *StackDefs) String() string {
 func (*StackDefs) ProtoMessage() {}
 
 func (x *StackDefs) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_plugin_proto_msgTypes[15]
+	mi := &file_sdk_proto_plugin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1654,7 +1719,7 @@ func (x *StackDefs) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StackDefs.ProtoReflect.Descriptor instead.
 func (*StackDefs) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{15}
+	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *StackDefs) GetLengths() []byte {
@@ -1697,7 +1762,7 @@ type Lost struct {
 
 func (x *Lost) Reset() {
 	*x = Lost{}
-	mi := &file_sdk_proto_plugin_proto_msgTypes[16]
+	mi := &file_sdk_proto_plugin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1709,7 +1774,7 @@ func (x *Lost) String() string {
 func (*Lost) ProtoMessage() {}
 
 func (x *Lost) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_plugin_proto_msgTypes[16]
+	mi := &file_sdk_proto_plugin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1722,7 +1787,7 @@ func (x *Lost) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lost.ProtoReflect.Descriptor instead.
 func (*Lost) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{16}
+	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Lost) GetEvents() uint64 {
@@ -1756,7 +1821,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_sdk_proto_plugin_proto_msgTypes[17]
+	mi := &file_sdk_proto_plugin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1768,7 +1833,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_plugin_proto_msgTypes[17]
+	mi := &file_sdk_proto_plugin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1781,7 +1846,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{17}
+	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Ack) GetSeq() uint64 {
@@ -1802,7 +1867,7 @@ type DecideRequest struct {
 
 func (x *DecideRequest) Reset() {
 	*x = DecideRequest{}
-	mi := &file_sdk_proto_plugin_proto_msgTypes[18]
+	mi := &file_sdk_proto_plugin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1814,7 +1879,7 @@ func (x *DecideRequest) String() string {
 func (*DecideRequest) ProtoMessage() {}
 
 func (x *DecideRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_plugin_proto_msgTypes[18]
+	mi := &file_sdk_proto_plugin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1827,7 +1892,7 @@ func (x *DecideRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecideRequest.ProtoReflect.Descriptor instead.
 func (*DecideRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{18}
+	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DecideRequest) GetEntries() []*DecideEntry {
@@ -1864,7 +1929,7 @@ type DecideEntry struct {
 
 func (x *DecideEntry) Reset() {
 	*x = DecideEntry{}
-	mi := &file_sdk_proto_plugin_proto_msgTypes[19]
+	mi := &file_sdk_proto_plugin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1876,7 +1941,7 @@ func (x *DecideEntry) String() string {
 func (*DecideEntry) ProtoMessage() {}
 
 func (x *DecideEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_plugin_proto_msgTypes[19]
+	mi := &file_sdk_proto_plugin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1889,7 +1954,7 @@ func (x *DecideEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecideEntry.ProtoReflect.Descriptor instead.
 func (*DecideEntry) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{19}
+	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DecideEntry) GetKey() uint64 {
@@ -1931,7 +1996,7 @@ type DecideResponse struct {
 
 func (x *DecideResponse) Reset() {
 	*x = DecideResponse{}
-	mi := &file_sdk_proto_plugin_proto_msgTypes[20]
+	mi := &file_sdk_proto_plugin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1943,7 +2008,7 @@ func (x *DecideResponse) String() string {
 func (*DecideResponse) ProtoMessage() {}
 
 func (x *DecideResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_plugin_proto_msgTypes[20]
+	mi := &file_sdk_proto_plugin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1956,7 +2021,7 @@ func (x *DecideResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecideResponse.ProtoReflect.Descriptor instead.
 func (*DecideResponse) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{20}
+	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DecideResponse) GetWant() []uint64 {
@@ -1989,7 +2054,7 @@ type HostRequest struct {
 
 func (x *HostRequest) Reset() {
 	*x = HostRequest{}
-	mi := &file_sdk_proto_plugin_proto_msgTypes[21]
+	mi := &file_sdk_proto_plugin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2001,7 +2066,7 @@ func (x *HostRequest) String() string {
 func (*HostRequest) ProtoMessage() {}
 
 func (x *HostRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_plugin_proto_msgTypes[21]
+	mi := &file_sdk_proto_plugin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2014,7 +2079,7 @@ func (x *HostRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostRequest.ProtoReflect.Descriptor instead.
 func (*HostRequest) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{21}
+	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *HostRequest) GetTid() int32 {
@@ -2035,7 +2100,7 @@ type HostRequestResult struct {
 
 func (x *HostRequestResult) Reset() {
 	*x = HostRequestResult{}
-	mi := &file_sdk_proto_plugin_proto_msgTypes[22]
+	mi := &file_sdk_proto_plugin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2047,7 +2112,7 @@ func (x *HostRequestResult) String() string {
 func (*HostRequestResult) ProtoMessage() {}
 
 func (x *HostRequestResult) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_plugin_proto_msgTypes[22]
+	mi := &file_sdk_proto_plugin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2060,7 +2125,7 @@ func (x *HostRequestResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostRequestResult.ProtoReflect.Descriptor instead.
 func (*HostRequestResult) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{22}
+	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *HostRequestResult) GetRet() int32 {
@@ -2095,7 +2160,7 @@ type LogEntry struct {
 
 func (x *LogEntry) Reset() {
 	*x = LogEntry{}
-	mi := &file_sdk_proto_plugin_proto_msgTypes[23]
+	mi := &file_sdk_proto_plugin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2107,7 +2172,7 @@ func (x *LogEntry) String() string {
 func (*LogEntry) ProtoMessage() {}
 
 func (x *LogEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_plugin_proto_msgTypes[23]
+	mi := &file_sdk_proto_plugin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2120,7 +2185,7 @@ func (x *LogEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogEntry.ProtoReflect.Descriptor instead.
 func (*LogEntry) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{23}
+	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *LogEntry) GetLevel() LogLevel {
@@ -2152,7 +2217,7 @@ type LogAck struct {
 
 func (x *LogAck) Reset() {
 	*x = LogAck{}
-	mi := &file_sdk_proto_plugin_proto_msgTypes[24]
+	mi := &file_sdk_proto_plugin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2164,7 +2229,7 @@ func (x *LogAck) String() string {
 func (*LogAck) ProtoMessage() {}
 
 func (x *LogAck) ProtoReflect() protoreflect.Message {
-	mi := &file_sdk_proto_plugin_proto_msgTypes[24]
+	mi := &file_sdk_proto_plugin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2177,7 +2242,7 @@ func (x *LogAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogAck.ProtoReflect.Descriptor instead.
 func (*LogAck) Descriptor() ([]byte, []int) {
-	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{24}
+	return file_sdk_proto_plugin_proto_rawDescGZIP(), []int{25}
 }
 
 var File_sdk_proto_plugin_proto protoreflect.FileDescriptor
@@ -2189,13 +2254,14 @@ const file_sdk_proto_plugin_proto_rawDesc = "" +
 	"\x0ehost_broker_id\x18\x01 \x01(\rR\fhostBrokerId\x12\x16\n" +
 	"\x06config\x18\x02 \x01(\fR\x06config\x12!\n" +
 	"\fhost_version\x18\x03 \x01(\tR\vhostVersion\x12\x14\n" +
-	"\x05check\x18\x04 \x01(\bR\x05check\"\xe9\x01\n" +
+	"\x05check\x18\x04 \x01(\bR\x05check\"\xac\x02\n" +
 	"\vDescription\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12E\n" +
 	"\rsubscriptions\x18\x03 \x03(\v2\x1f.unwindd.plugin.v1.SubscriptionR\rsubscriptions\x121\n" +
 	"\x06filter\x18\x04 \x01(\v2\x19.unwindd.plugin.v1.FilterR\x06filter\x122\n" +
-	"\x04mode\x18\x05 \x01(\x0e2\x1e.unwindd.plugin.v1.RequestModeR\x04mode\"\xce\x01\n" +
+	"\x04mode\x18\x05 \x01(\x0e2\x1e.unwindd.plugin.v1.RequestModeR\x04mode\x12A\n" +
+	"\fstack_filter\x18\x06 \x01(\v2\x1e.unwindd.plugin.v1.StackFilterR\vstackFilter\"\xce\x01\n" +
 	"\fSubscription\x12:\n" +
 	"\tcpu_clock\x18\x01 \x01(\v2\x1b.unwindd.plugin.v1.CPUClockH\x00R\bcpuClock\x12?\n" +
 	"\n" +
@@ -2214,7 +2280,10 @@ const file_sdk_proto_plugin_proto_rawDesc = "" +
 	"\x06Filter\x12\x12\n" +
 	"\x04pids\x18\x01 \x03(\x05R\x04pids\x12\x12\n" +
 	"\x04tids\x18\x02 \x03(\x05R\x04tids\x12\x14\n" +
-	"\x05comms\x18\x03 \x03(\tR\x05comms\"\xe4\x03\n" +
+	"\x05comms\x18\x03 \x03(\tR\x05comms\"5\n" +
+	"\vStackFilter\x12\x10\n" +
+	"\x03ids\x18\x01 \x03(\x05R\x03ids\x12\x14\n" +
+	"\x05comms\x18\x02 \x03(\tR\x05comms\"\xe4\x03\n" +
 	"\x05Batch\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12!\n" +
 	"\freset_tables\x18\x02 \x01(\bR\vresetTables\x12\x18\n" +
@@ -2382,7 +2451,7 @@ func file_sdk_proto_plugin_proto_rawDescGZIP() []byte {
 }
 
 var file_sdk_proto_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_sdk_proto_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_sdk_proto_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_sdk_proto_plugin_proto_goTypes = []any{
 	(RequestMode)(0),          // 0: unwindd.plugin.v1.RequestMode
 	(ItemKind)(0),             // 1: unwindd.plugin.v1.ItemKind
@@ -2397,64 +2466,66 @@ var file_sdk_proto_plugin_proto_goTypes = []any{
 	(*Tracepoint)(nil),        // 10: unwindd.plugin.v1.Tracepoint
 	(*Syscalls)(nil),          // 11: unwindd.plugin.v1.Syscalls
 	(*Filter)(nil),            // 12: unwindd.plugin.v1.Filter
-	(*Batch)(nil),             // 13: unwindd.plugin.v1.Batch
-	(*Events)(nil),            // 14: unwindd.plugin.v1.Events
-	(*EventContexts)(nil),     // 15: unwindd.plugin.v1.EventContexts
-	(*StackRefs)(nil),         // 16: unwindd.plugin.v1.StackRefs
-	(*Event)(nil),             // 17: unwindd.plugin.v1.Event
-	(*Field)(nil),             // 18: unwindd.plugin.v1.Field
-	(*Mapping)(nil),           // 19: unwindd.plugin.v1.Mapping
-	(*Locations)(nil),         // 20: unwindd.plugin.v1.Locations
-	(*StackDefs)(nil),         // 21: unwindd.plugin.v1.StackDefs
-	(*Lost)(nil),              // 22: unwindd.plugin.v1.Lost
-	(*Ack)(nil),               // 23: unwindd.plugin.v1.Ack
-	(*DecideRequest)(nil),     // 24: unwindd.plugin.v1.DecideRequest
-	(*DecideEntry)(nil),       // 25: unwindd.plugin.v1.DecideEntry
-	(*DecideResponse)(nil),    // 26: unwindd.plugin.v1.DecideResponse
-	(*HostRequest)(nil),       // 27: unwindd.plugin.v1.HostRequest
-	(*HostRequestResult)(nil), // 28: unwindd.plugin.v1.HostRequestResult
-	(*LogEntry)(nil),          // 29: unwindd.plugin.v1.LogEntry
-	(*LogAck)(nil),            // 30: unwindd.plugin.v1.LogAck
-	nil,                       // 31: unwindd.plugin.v1.LogEntry.FieldsEntry
+	(*StackFilter)(nil),       // 13: unwindd.plugin.v1.StackFilter
+	(*Batch)(nil),             // 14: unwindd.plugin.v1.Batch
+	(*Events)(nil),            // 15: unwindd.plugin.v1.Events
+	(*EventContexts)(nil),     // 16: unwindd.plugin.v1.EventContexts
+	(*StackRefs)(nil),         // 17: unwindd.plugin.v1.StackRefs
+	(*Event)(nil),             // 18: unwindd.plugin.v1.Event
+	(*Field)(nil),             // 19: unwindd.plugin.v1.Field
+	(*Mapping)(nil),           // 20: unwindd.plugin.v1.Mapping
+	(*Locations)(nil),         // 21: unwindd.plugin.v1.Locations
+	(*StackDefs)(nil),         // 22: unwindd.plugin.v1.StackDefs
+	(*Lost)(nil),              // 23: unwindd.plugin.v1.Lost
+	(*Ack)(nil),               // 24: unwindd.plugin.v1.Ack
+	(*DecideRequest)(nil),     // 25: unwindd.plugin.v1.DecideRequest
+	(*DecideEntry)(nil),       // 26: unwindd.plugin.v1.DecideEntry
+	(*DecideResponse)(nil),    // 27: unwindd.plugin.v1.DecideResponse
+	(*HostRequest)(nil),       // 28: unwindd.plugin.v1.HostRequest
+	(*HostRequestResult)(nil), // 29: unwindd.plugin.v1.HostRequestResult
+	(*LogEntry)(nil),          // 30: unwindd.plugin.v1.LogEntry
+	(*LogAck)(nil),            // 31: unwindd.plugin.v1.LogAck
+	nil,                       // 32: unwindd.plugin.v1.LogEntry.FieldsEntry
 }
 var file_sdk_proto_plugin_proto_depIdxs = []int32{
 	8,  // 0: unwindd.plugin.v1.Description.subscriptions:type_name -> unwindd.plugin.v1.Subscription
 	12, // 1: unwindd.plugin.v1.Description.filter:type_name -> unwindd.plugin.v1.Filter
 	0,  // 2: unwindd.plugin.v1.Description.mode:type_name -> unwindd.plugin.v1.RequestMode
-	9,  // 3: unwindd.plugin.v1.Subscription.cpu_clock:type_name -> unwindd.plugin.v1.CPUClock
-	10, // 4: unwindd.plugin.v1.Subscription.tracepoint:type_name -> unwindd.plugin.v1.Tracepoint
-	11, // 5: unwindd.plugin.v1.Subscription.syscalls:type_name -> unwindd.plugin.v1.Syscalls
-	15, // 6: unwindd.plugin.v1.Batch.contexts:type_name -> unwindd.plugin.v1.EventContexts
-	19, // 7: unwindd.plugin.v1.Batch.mappings:type_name -> unwindd.plugin.v1.Mapping
-	20, // 8: unwindd.plugin.v1.Batch.locations:type_name -> unwindd.plugin.v1.Locations
-	21, // 9: unwindd.plugin.v1.Batch.stacks:type_name -> unwindd.plugin.v1.StackDefs
-	14, // 10: unwindd.plugin.v1.Batch.events:type_name -> unwindd.plugin.v1.Events
-	16, // 11: unwindd.plugin.v1.Batch.refs:type_name -> unwindd.plugin.v1.StackRefs
-	22, // 12: unwindd.plugin.v1.Batch.lost:type_name -> unwindd.plugin.v1.Lost
-	18, // 13: unwindd.plugin.v1.Events.fields:type_name -> unwindd.plugin.v1.Field
-	2,  // 14: unwindd.plugin.v1.Event.kind:type_name -> unwindd.plugin.v1.EventKind
-	18, // 15: unwindd.plugin.v1.Event.fields:type_name -> unwindd.plugin.v1.Field
-	25, // 16: unwindd.plugin.v1.DecideRequest.entries:type_name -> unwindd.plugin.v1.DecideEntry
-	17, // 17: unwindd.plugin.v1.DecideEntry.events:type_name -> unwindd.plugin.v1.Event
-	5,  // 18: unwindd.plugin.v1.LogEntry.level:type_name -> unwindd.plugin.v1.LogLevel
-	31, // 19: unwindd.plugin.v1.LogEntry.fields:type_name -> unwindd.plugin.v1.LogEntry.FieldsEntry
-	6,  // 20: unwindd.plugin.v1.Tracer.Describe:input_type -> unwindd.plugin.v1.DescribeRequest
-	13, // 21: unwindd.plugin.v1.Tracer.Deliver:input_type -> unwindd.plugin.v1.Batch
-	24, // 22: unwindd.plugin.v1.Tracer.Decide:input_type -> unwindd.plugin.v1.DecideRequest
-	24, // 23: unwindd.plugin.v1.Tracer.Decisions:input_type -> unwindd.plugin.v1.DecideRequest
-	27, // 24: unwindd.plugin.v1.Host.Request:input_type -> unwindd.plugin.v1.HostRequest
-	29, // 25: unwindd.plugin.v1.Host.Log:input_type -> unwindd.plugin.v1.LogEntry
-	7,  // 26: unwindd.plugin.v1.Tracer.Describe:output_type -> unwindd.plugin.v1.Description
-	23, // 27: unwindd.plugin.v1.Tracer.Deliver:output_type -> unwindd.plugin.v1.Ack
-	26, // 28: unwindd.plugin.v1.Tracer.Decide:output_type -> unwindd.plugin.v1.DecideResponse
-	26, // 29: unwindd.plugin.v1.Tracer.Decisions:output_type -> unwindd.plugin.v1.DecideResponse
-	28, // 30: unwindd.plugin.v1.Host.Request:output_type -> unwindd.plugin.v1.HostRequestResult
-	30, // 31: unwindd.plugin.v1.Host.Log:output_type -> unwindd.plugin.v1.LogAck
-	26, // [26:32] is the sub-list for method output_type
-	20, // [20:26] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	13, // 3: unwindd.plugin.v1.Description.stack_filter:type_name -> unwindd.plugin.v1.StackFilter
+	9,  // 4: unwindd.plugin.v1.Subscription.cpu_clock:type_name -> unwindd.plugin.v1.CPUClock
+	10, // 5: unwindd.plugin.v1.Subscription.tracepoint:type_name -> unwindd.plugin.v1.Tracepoint
+	11, // 6: unwindd.plugin.v1.Subscription.syscalls:type_name -> unwindd.plugin.v1.Syscalls
+	16, // 7: unwindd.plugin.v1.Batch.contexts:type_name -> unwindd.plugin.v1.EventContexts
+	20, // 8: unwindd.plugin.v1.Batch.mappings:type_name -> unwindd.plugin.v1.Mapping
+	21, // 9: unwindd.plugin.v1.Batch.locations:type_name -> unwindd.plugin.v1.Locations
+	22, // 10: unwindd.plugin.v1.Batch.stacks:type_name -> unwindd.plugin.v1.StackDefs
+	15, // 11: unwindd.plugin.v1.Batch.events:type_name -> unwindd.plugin.v1.Events
+	17, // 12: unwindd.plugin.v1.Batch.refs:type_name -> unwindd.plugin.v1.StackRefs
+	23, // 13: unwindd.plugin.v1.Batch.lost:type_name -> unwindd.plugin.v1.Lost
+	19, // 14: unwindd.plugin.v1.Events.fields:type_name -> unwindd.plugin.v1.Field
+	2,  // 15: unwindd.plugin.v1.Event.kind:type_name -> unwindd.plugin.v1.EventKind
+	19, // 16: unwindd.plugin.v1.Event.fields:type_name -> unwindd.plugin.v1.Field
+	26, // 17: unwindd.plugin.v1.DecideRequest.entries:type_name -> unwindd.plugin.v1.DecideEntry
+	18, // 18: unwindd.plugin.v1.DecideEntry.events:type_name -> unwindd.plugin.v1.Event
+	5,  // 19: unwindd.plugin.v1.LogEntry.level:type_name -> unwindd.plugin.v1.LogLevel
+	32, // 20: unwindd.plugin.v1.LogEntry.fields:type_name -> unwindd.plugin.v1.LogEntry.FieldsEntry
+	6,  // 21: unwindd.plugin.v1.Tracer.Describe:input_type -> unwindd.plugin.v1.DescribeRequest
+	14, // 22: unwindd.plugin.v1.Tracer.Deliver:input_type -> unwindd.plugin.v1.Batch
+	25, // 23: unwindd.plugin.v1.Tracer.Decide:input_type -> unwindd.plugin.v1.DecideRequest
+	25, // 24: unwindd.plugin.v1.Tracer.Decisions:input_type -> unwindd.plugin.v1.DecideRequest
+	28, // 25: unwindd.plugin.v1.Host.Request:input_type -> unwindd.plugin.v1.HostRequest
+	30, // 26: unwindd.plugin.v1.Host.Log:input_type -> unwindd.plugin.v1.LogEntry
+	7,  // 27: unwindd.plugin.v1.Tracer.Describe:output_type -> unwindd.plugin.v1.Description
+	24, // 28: unwindd.plugin.v1.Tracer.Deliver:output_type -> unwindd.plugin.v1.Ack
+	27, // 29: unwindd.plugin.v1.Tracer.Decide:output_type -> unwindd.plugin.v1.DecideResponse
+	27, // 30: unwindd.plugin.v1.Tracer.Decisions:output_type -> unwindd.plugin.v1.DecideResponse
+	29, // 31: unwindd.plugin.v1.Host.Request:output_type -> unwindd.plugin.v1.HostRequestResult
+	31, // 32: unwindd.plugin.v1.Host.Log:output_type -> unwindd.plugin.v1.LogAck
+	27, // [27:33] is the sub-list for method output_type
+	21, // [21:27] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_sdk_proto_plugin_proto_init() }
@@ -2467,7 +2538,7 @@ func file_sdk_proto_plugin_proto_init() {
 		(*Subscription_Tracepoint)(nil),
 		(*Subscription_Syscalls)(nil),
 	}
-	file_sdk_proto_plugin_proto_msgTypes[12].OneofWrappers = []any{
+	file_sdk_proto_plugin_proto_msgTypes[13].OneofWrappers = []any{
 		(*Field_Int)(nil),
 		(*Field_Uint)(nil),
 		(*Field_Str)(nil),
@@ -2479,7 +2550,7 @@ func file_sdk_proto_plugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sdk_proto_plugin_proto_rawDesc), len(file_sdk_proto_plugin_proto_rawDesc)),
 			NumEnums:      6,
-			NumMessages:   26,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -83,6 +83,11 @@ func (t *tracer) Describe(ctx context.Context, info sdk.DescribeInfo) (sdk.Descr
 		}
 	}
 	d := sdk.Description{Name: "test-" + env("MODE"), Version: "0.0.1"}
+	for id := range strings.SplitSeq(env("STACK_IDS"), ",") { // the host's StackFilter
+		if n, err := strconv.ParseInt(id, 10, 32); err == nil {
+			d.StackFilter.IDs = append(d.StackFilter.IDs, int32(n))
+		}
+	}
 	switch env("MODE") {
 	case "always":
 		d.Mode = sdk.ModeAlways
