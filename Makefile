@@ -83,7 +83,7 @@ run: deps build $(DEMO)
 	@ls -l $(BIN)/out
 	@echo "== look at them:"
 	@echo "   go tool pprof -top $(BIN)/out/profile.pb.gz      # the profile, by function"
-	@echo "   chromium $(BIN)/out/flame.svg                    # the flame graph (any browser; hover, click to zoom, Search)"
+	@echo "   $(BIN)/out/flame.svg                             # the flame graph: open it in a browser (hover, click to zoom, Search)"
 	@echo "   less $(BIN)/out/trace.txt                        # every syscall with its user stack, ftrace's layout"
 	@echo "   less $(BIN)/out/perf.script.txt $(BIN)/out/stacks.folded"
 
