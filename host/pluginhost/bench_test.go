@@ -143,9 +143,12 @@ func benchManager(b *testing.B, log *zap.Logger, env ...string) (*Manager, *defe
 // The outbox cases measure delivery alone, from the outbox on, as
 // BenchmarkRawGRPCStream measures its baseline: each op pushes an entry's
 // items (its 4 events, then its stack: the items TestBenchPayloads checks
-// the raw benchmark builds), all built before the timer starts, straight
-// into the plugin's outbox with the push the dispatcher and the engine's
-// callback use. No engine, no dispatcher, no unwinding; the rest (batching,
+// the raw benchmark builds), built per op as the raw benchmark builds them
+// (the stack copied into a pooled one), straight into the plugin's outbox
+// with the push the dispatcher and the engine's callback use. (They were
+// once all built before the timer started: gigabytes of items holding
+// pointers, which the collector then scanned during the timed loop, a
+// cost the baseline does not have.) No engine, no dispatcher, no unwinding; the rest (batching,
 // interning, encoding, go-plugin's mTLS gRPC, the sdk's decoding,
 // acknowledgements) is the real stack. steady200k-outbox's host share is
 // delivery's, but for a few stores per entry.
@@ -154,7 +157,7 @@ func BenchmarkDeliver(b *testing.B) {
 		name     string
 		distinct bool
 		rate     int  // entries per second; 0: as fast as delivery goes
-		outbox   bool // push pre-built items into the outbox; no engine, no dispatcher
+		outbox   bool // push the items into the outbox; no engine, no dispatcher
 	}{
 		{"distinct", true, 0, false}, {"interned", false, 0, false},
 		{"steady200k", true, 200_000, false}, {"steady200k-interned", false, 200_000, false},
@@ -165,40 +168,7 @@ func BenchmarkDeliver(b *testing.B) {
 	}
 }
 
-// benchItems builds the items of entries 0..n-1 of a source: per entry its
-// benchEvents events, then its stack, as the dispatcher and the engine's
-// callback queue them for a plugin in mode always (the raw benchmark's
-// items). Every stack is its own (the encoder returns each to stackPool),
-// its frames in one arena; distinct ones stay distinct. Stack times go up
-// by 2µs an entry from now, as the callback's clock would.
-func benchItems(distinct bool, n int) []item {
-	src := newBenchSource(distinct)
-	items := make([]item, 0, n*(benchEvents+1))
-	stacks := make([]stack, n)
-	pcs, types := make([]uint64, n*benchFrames), make([]byte, n*benchFrames)
-	t0 := uint64(time.Now().UnixNano())
-	for i := range n {
-		_, _, p := src.entry(i)
-		cookie := benchCookie(i)
-		for k := range benchEvents {
-			items = append(items, item{kind: itemEvent, pid: 1, tid: 1, cookie: cookie, ev: benchEvent(i, k)})
-		}
-		s := &stacks[i]
-		lo, hi := i*benchFrames, (i+1)*benchFrames
-		s.pcs, s.types = pcs[lo:hi:hi], types[lo:hi:hi]
-		s.cookie, s.pid, s.tid, s.timeNS, s.end = cookie, 1, 1, t0+uint64(i)*2000, x86_64.EndOutermost
-		copy(s.pcs, p)
-		copy(s.types, benchTypes)
-		items = append(items, item{kind: itemStack, pid: 1, tid: 1, cookie: cookie, st: s})
-	}
-	return items
-}
-
 func benchDeliver(b *testing.B, distinct bool, rate int, outbox bool) {
-	var items []item
-	if outbox {
-		items = benchItems(distinct, b.N)
-	}
 	// The plugin decodes everything and counts events and stacks, hashing
 	// every stack's frames, but does not keep a set of every cookie to
 	// check the order of delivery (the delivery tests do).
@@ -226,9 +196,18 @@ func benchDeliver(b *testing.B, distinct bool, rate int, outbox bool) {
 	host0, plugin0 := selfCPU(b), procCPU(b, pid)
 	for i := range b.N {
 		if outbox {
-			for _, it := range items[i*(benchEvents+1) : (i+1)*(benchEvents+1)] {
-				in.push(it)
+			// As the raw benchmark builds them, per op: the events, then
+			// the stack copied into a pooled one (the encoder returns it).
+			_, _, pcs := src.entry(i)
+			cookie := benchCookie(i)
+			for k := range benchEvents {
+				in.push(item{kind: itemEvent, pid: 1, tid: 1, cookie: cookie, ev: benchEvent(i, k)})
 			}
+			s := newStack(len(pcs))
+			s.cookie, s.pid, s.tid, s.timeNS, s.end = cookie, 1, 1, uint64(time.Now().UnixNano()), x86_64.EndOutermost
+			copy(s.pcs, pcs)
+			copy(s.types, benchTypes)
+			in.push(item{kind: itemStack, pid: 1, tid: 1, cookie: cookie, st: s})
 		} else {
 			regs, snap, _ := src.entry(i)
 			if err := tk.Open(eng.Shard(0), regs, snap); err != nil {
