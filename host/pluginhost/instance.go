@@ -275,7 +275,14 @@ func (in *instance) takeLost() *pluginpb.Lost {
 // send is the sender goroutine: it batches the outbox (BatchSize items, or
 // BatchDelay after the first), encoding each item into the batch as it
 // takes it (interning stacks and strings), numbers batches and keeps at
-// most Window of them unacknowledged.
+// most Window of them unacknowledged. The connection's first batch goes
+// as soon as the outbox is empty, without waiting for BatchDelay: a
+// plugin's first callback comes when it starts (BenchmarkStartup), and
+// the flow after that batches as before. (Sending at once whenever nothing
+// is in flight, as Nagle's algorithm does, was measured: a lone event's
+// latency went from 2.9 to 0.7 ms, but interned throughput fell by a third
+// and steady CPU rose by a quarter, as batches shrank to what arrived
+// within one acknowledgement's round trip.)
 func (in *instance) send() {
 	defer close(in.senderDone)
 	opts := in.m.opts
@@ -327,8 +334,8 @@ func (in *instance) send() {
 				enc.add(&it)
 				continue
 			}
-			if in.draining() {
-				break
+			if in.draining() || in.sent.Load() == 0 {
+				break // the connection's first batch goes at once: a plugin's first callback does not wait for BatchDelay
 			}
 			timer.Reset(opts.BatchDelay)
 			for enc.len() < opts.BatchSize {
