@@ -2,6 +2,7 @@ package pluginhost
 
 import (
 	"context"
+	"runtime"
 	"testing"
 	"time"
 
@@ -13,36 +14,16 @@ import (
 // one op opens an entry, dispatches one syscall event to the plugin (a real
 // process: go-plugin, mTLS, the sdk's Decide) and ends the entry, which
 // asks the plugin and waits for its answer (yes: odd tids), then closes
-// it. raw-unary is the baseline in the same run: the same DecideRequest
-// as a plain unary gRPC call on a Unix socket to a process that answers
-// yes at once (no go-plugin, no TLS, no engine).
+// it. The baselines run in the same run, with the same DecideRequest to a
+// process that answers yes at once over plain gRPC on a Unix socket (no
+// go-plugin, no TLS, no engine): raw-unary as a unary call (what the host
+// did before the Decisions stream), raw-stream as a message each way on
+// one stream (what the host does now, less the rest).
 func BenchmarkDecide(b *testing.B) {
-	b.Run("plugin", func(b *testing.B) {
-		m, eng, _, stop := benchManager(b, nil, "MODE=decide", "SUBS=sys:write")
-		defer stop()
-		tk, err := eng.AddTask(1, 1, deferred.KindUser)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer tk.Exit()
-		d := m.Dispatcher()
-		regs, snap, _ := synthStack(4, 0x500000)
-		b.ReportAllocs()
-		b.ResetTimer()
-		for i := range b.N {
-			if err := tk.Open(eng.Shard(0), regs, snap); err != nil {
-				b.Fatal(err)
-			}
-			d.Event(tk, decideEvent(i))
-			d.EndEntry(tk)
-			tk.Close()
-		}
-		b.StopTimer()
-		st := m.Stats()[0]
-		if st.DecideCalls != uint64(b.N) || st.DecideTimeouts+st.DecideErrors != 0 {
-			b.Fatalf("%d ops: %d decide calls, %d timeouts, %d errors", b.N, st.DecideCalls, st.DecideTimeouts, st.DecideErrors)
-		}
-	})
+	b.Run("plugin", func(b *testing.B) { benchDecidePlugin(b, false) })
+	// plugin-locked: the asking goroutine locked to its OS thread, as the
+	// ptrace source's is (every ptrace call must come from one thread).
+	b.Run("plugin-locked", func(b *testing.B) { benchDecidePlugin(b, true) })
 	b.Run("raw-stream", func(b *testing.B) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
@@ -82,6 +63,39 @@ func BenchmarkDecide(b *testing.B) {
 			}
 		}
 	})
+}
+
+// benchDecidePlugin is BenchmarkDecide/plugin; locked locks the asking
+// goroutine to its OS thread first.
+func benchDecidePlugin(b *testing.B, locked bool) {
+	if locked {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+	}
+	m, eng, _, stop := benchManager(b, nil, "MODE=decide", "SUBS=sys:write")
+	defer stop()
+	tk, err := eng.AddTask(1, 1, deferred.KindUser)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tk.Exit()
+	d := m.Dispatcher()
+	regs, snap, _ := synthStack(4, 0x500000)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		if err := tk.Open(eng.Shard(0), regs, snap); err != nil {
+			b.Fatal(err)
+		}
+		d.Event(tk, decideEvent(i))
+		d.EndEntry(tk)
+		tk.Close()
+	}
+	b.StopTimer()
+	st := m.Stats()[0]
+	if st.DecideCalls != uint64(b.N) || st.DecideTimeouts+st.DecideErrors != 0 {
+		b.Fatalf("%d ops: %d decide calls, %d timeouts, %d errors", b.N, st.DecideCalls, st.DecideTimeouts, st.DecideErrors)
+	}
 }
 
 // decideEvent is a write(2) entry's event, with its fields as a source
