@@ -30,7 +30,7 @@ func descriptionToProto(d *Description) *pluginpb.Description {
 		p.StackFilter = &pluginpb.StackFilter{Ids: d.StackFilter.IDs, Comms: d.StackFilter.Comms}
 	}
 	for _, s := range d.Subscriptions {
-		ps := &pluginpb.Subscription{}
+		ps := &pluginpb.Subscription{EventsOnly: s.EventsOnly}
 		switch s.Kind {
 		case SubCPUClock:
 			ps.Kind = &pluginpb.Subscription_CpuClock{CpuClock: &pluginpb.CPUClock{FrequencyHz: s.Hz}}
@@ -80,6 +80,7 @@ func DescriptionFromProto(p *pluginpb.Description) (Description, error) {
 		default:
 			return Description{}, fmt.Errorf("%w: description %q: subscription %d has no kind", ErrInvalid, d.Name, i)
 		}
+		s.EventsOnly = ps.GetEventsOnly()
 		d.Subscriptions = append(d.Subscriptions, s)
 	}
 	if err := d.CheckValid(); err != nil {

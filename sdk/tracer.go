@@ -103,7 +103,18 @@ type Subscription struct {
 	Group    string   // SubTracepoint, e.g. "sched"
 	Name     string   // SubTracepoint, e.g. "sched_switch"
 	Syscalls []string // SubSyscalls; empty: every syscall
+	// EventsOnly says the plugin never wants a stack for these events:
+	// in modes always and decide the host neither requests one nor asks
+	// the plugin's Decider about an entry for them (an entry with another
+	// event may still get its stack). A source may then skip copying the
+	// user stack for them. An event that two subscriptions select may
+	// want a stack if either does.
+	EventsOnly bool
 }
+
+// EventsOnly returns s marked [Subscription.EventsOnly]:
+// sdk.EventsOnly(sdk.Syscalls("read")).
+func EventsOnly(s Subscription) Subscription { s.EventsOnly = true; return s }
 
 // CPUClock subscribes to cpu-clock samples at hz per second.
 func CPUClock(hz uint32) Subscription { return Subscription{Kind: SubCPUClock, Hz: hz} }
@@ -120,6 +131,10 @@ func Syscalls(names ...string) Subscription {
 }
 
 func (s Subscription) String() string {
+	if s.EventsOnly {
+		s.EventsOnly = false
+		return s.String() + " (events only)"
+	}
 	switch s.Kind {
 	case SubCPUClock:
 		return fmt.Sprintf("cpu-clock@%dHz", s.Hz)

@@ -31,8 +31,9 @@ func (m *Manager) Dispatcher() *Dispatcher {
 // plugin in mode always, the host requests t's stack for it now and the
 // plugin's copy carries the entry's cookie; in mode never, the event is
 // queued as is; in mode decide, it is held until [Dispatcher.EndEntry].
-// A task outside a plugin's StackFilter is treated as in mode never for
-// it: no request, no decision. Queuing never blocks: a full outbox drops
+// An event only events-only subscriptions select, or of a task outside the
+// plugin's StackFilter, is treated as in mode never: no request, no
+// decision. Queuing never blocks: a full outbox drops
 // and counts.
 func (d *Dispatcher) Event(t *deferred.Task, ev Event) {
 	d.m.dispatched.Add(1)
@@ -41,9 +42,9 @@ func (d *Dispatcher) Event(t *deferred.Task, ev Event) {
 			continue
 		}
 		mode := in.mode
-		// The plugin's StackFilter: events only, but for a decide-mode
-		// plugin that already holds events of this entry (its comm
-		// changed within the entry), so that they stay in order.
+		// Events-only subscriptions and the plugin's StackFilter: the
+		// event alone, but for a decide-mode plugin that already holds
+		// events of this entry, so that they stay in order.
 		if mode != ModeNever && !in.match.stackOK(t, &ev) && (mode != ModeDecide || !d.holding(t, in)) {
 			mode = ModeNever
 		}

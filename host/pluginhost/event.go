@@ -84,10 +84,12 @@ func (m Mode) String() string {
 // connection; match takes no lock and allocates nothing.
 type matcher struct {
 	samples     bool
+	sampleStack bool            // some cpu-clock subscription is not events-only
 	hz          uint32          // the highest cpu-clock rate asked for
-	tracepoints map[string]bool // "group:name"
+	tracepoints map[string]bool // "group:name" → a stack may be wanted (not events-only)
 	allSyscalls bool
-	syscalls    map[string]bool
+	allStack    bool            // the every-syscall subscription is not events-only
+	syscalls    map[string]bool // name → a stack may be wanted (not events-only)
 	pids, tids  []int32
 	comms       []string
 	stackIDs    []int32  // sdk.StackFilter
@@ -98,18 +100,20 @@ type matcher struct {
 func newMatcher(d *sdk.Description) *matcher {
 	m := &matcher{tracepoints: map[string]bool{}, syscalls: map[string]bool{}}
 	for _, s := range d.Subscriptions {
+		stack := !s.EventsOnly
 		switch s.Kind {
 		case sdk.SubCPUClock:
-			m.samples = true
+			m.samples, m.sampleStack = true, m.sampleStack || stack
 			m.hz = max(m.hz, s.Hz)
 		case sdk.SubTracepoint:
-			m.tracepoints[s.Group+":"+s.Name] = true
+			tp := s.Group + ":" + s.Name
+			m.tracepoints[tp] = m.tracepoints[tp] || stack
 		case sdk.SubSyscalls:
 			if len(s.Syscalls) == 0 {
-				m.allSyscalls = true
+				m.allSyscalls, m.allStack = true, m.allStack || stack
 			}
 			for _, n := range s.Syscalls {
-				m.syscalls[n] = true
+				m.syscalls[n] = m.syscalls[n] || stack
 			}
 		}
 	}
@@ -118,9 +122,24 @@ func newMatcher(d *sdk.Description) *matcher {
 	return m
 }
 
-// stackOK reports whether the plugin's StackFilter lets the host request
-// (or ask for) the stack of t's entry, where ev happened.
+// stackOK reports whether the host may request (or ask for) the stack of
+// t's entry for ev, which matched: some subscription that selects ev is
+// not events-only, and t passes the plugin's StackFilter.
 func (m *matcher) stackOK(t *deferred.Task, ev *Event) bool {
+	switch ev.Kind {
+	case KindSample:
+		if !m.sampleStack {
+			return false
+		}
+	case KindTracepoint:
+		if !m.tracepoints[ev.Name] {
+			return false
+		}
+	case KindSyscallEnter, KindSyscallExit:
+		if !m.syscalls[ev.Name] && !(m.allSyscalls && m.allStack) {
+			return false
+		}
+	}
 	if len(m.stackIDs) > 0 && !slices.Contains(m.stackIDs, t.PID()) && !slices.Contains(m.stackIDs, t.TID()) {
 		return false
 	}
@@ -134,11 +153,11 @@ func (m *matcher) match(t *deferred.Task, ev *Event) bool {
 			return false
 		}
 	case KindTracepoint:
-		if !m.tracepoints[ev.Name] {
+		if _, ok := m.tracepoints[ev.Name]; !ok {
 			return false
 		}
 	case KindSyscallEnter, KindSyscallExit:
-		if !m.allSyscalls && !m.syscalls[ev.Name] {
+		if _, ok := m.syscalls[ev.Name]; !ok && !m.allSyscalls {
 			return false
 		}
 	default:

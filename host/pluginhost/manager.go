@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -314,13 +315,14 @@ func (m *Manager) Wants() Wants {
 	for _, in := range *m.live.Load() {
 		mt, stack := in.match, in.mode != ModeNever
 		if mt.samples {
-			w.Samples, w.SampleStack, w.Hz = true, w.SampleStack || stack, max(w.Hz, mt.hz)
+			w.Samples, w.SampleStack, w.Hz = true, w.SampleStack || stack && mt.sampleStack, max(w.Hz, mt.hz)
 		}
 		if mt.allSyscalls || len(mt.syscalls) > 0 {
-			w.Syscalls, w.SyscallStack = true, w.SyscallStack || stack
+			w.Syscalls = true
+			w.SyscallStack = w.SyscallStack || stack && (mt.allSyscalls && mt.allStack || slices.Contains(slices.Collect(maps.Values(mt.syscalls)), true))
 		}
-		for tp := range mt.tracepoints {
-			w.Tracepoints[tp] = w.Tracepoints[tp] || stack
+		for tp, tpStack := range mt.tracepoints {
+			w.Tracepoints[tp] = w.Tracepoints[tp] || stack && tpStack
 		}
 	}
 	return w

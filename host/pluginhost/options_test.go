@@ -98,8 +98,52 @@ func TestMatcher(t *testing.T) {
 	if !all.match(other, &Event{Kind: KindSyscallEnter, Name: "anything"}) || !all.match(other, &Event{Kind: KindSample}) {
 		t.Error("all syscalls and samples: no match")
 	}
-	if !all.stackOK(other, &Event{Comm: "x"}) {
+	if !all.stackOK(other, &Event{Kind: KindSample, Comm: "x"}) {
 		t.Error("no StackFilter: a task's stack refused")
+	}
+}
+
+// TestEventsOnly: events that only events-only subscriptions select match
+// (they are delivered) but never let the host request or ask for a stack;
+// one a stack-wanting subscription also selects does.
+func TestEventsOnly(t *testing.T) {
+	eng, err := deferred.New(deferred.Options{Shards: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk, _ := eng.AddTask(11, 10, deferred.KindUser)
+	m := newMatcher(&sdk.Description{Subscriptions: []sdk.Subscription{
+		sdk.Syscalls("getpid"),
+		sdk.EventsOnly(sdk.Syscalls("openat", "write")),
+		sdk.EventsOnly(sdk.Syscalls("getpid")), // getpid also stack-wanting above: stack
+		sdk.EventsOnly(sdk.Tracepoint("sched", "sched_switch")),
+		sdk.Tracepoint("sched", "sched_wakeup"),
+		sdk.EventsOnly(sdk.CPUClock(99)),
+	}})
+	for _, c := range []struct {
+		ev           Event
+		match, stack bool
+	}{
+		{Event{Kind: KindSyscallEnter, Name: "getpid"}, true, true},
+		{Event{Kind: KindSyscallExit, Name: "getpid"}, true, true},
+		{Event{Kind: KindSyscallEnter, Name: "openat"}, true, false},
+		{Event{Kind: KindSyscallEnter, Name: "write"}, true, false},
+		{Event{Kind: KindSyscallEnter, Name: "read"}, false, false},
+		{Event{Kind: KindTracepoint, Name: "sched:sched_switch"}, true, false},
+		{Event{Kind: KindTracepoint, Name: "sched:sched_wakeup"}, true, true},
+		{Event{Kind: KindSample, Name: "cpu-clock"}, true, false},
+	} {
+		if got := m.match(tk, &c.ev); got != c.match {
+			t.Errorf("%v %s: match %v, want %v", c.ev.Kind, c.ev.Name, got, c.match)
+		}
+		if got := m.stackOK(tk, &c.ev); c.match && got != c.stack {
+			t.Errorf("%v %s: stackOK %v, want %v", c.ev.Kind, c.ev.Name, got, c.stack)
+		}
+	}
+	all := newMatcher(&sdk.Description{Subscriptions: []sdk.Subscription{sdk.EventsOnly(sdk.Syscalls()), sdk.Syscalls("read")}})
+	if !all.match(tk, &Event{Kind: KindSyscallEnter, Name: "write"}) || all.stackOK(tk, &Event{Kind: KindSyscallEnter, Name: "write"}) ||
+		!all.stackOK(tk, &Event{Kind: KindSyscallEnter, Name: "read"}) {
+		t.Error("every syscall events-only, read with stacks: wrong")
 	}
 }
 

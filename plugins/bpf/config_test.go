@@ -296,7 +296,7 @@ func TestExampleDeployment(t *testing.T) {
 	for _, s := range d.Subscriptions {
 		subs = append(subs, s.String())
 	}
-	if got, want := strings.Join(subs, " "), "syscalls:openat,read cpu-clock@99Hz"; got != want || d.Mode != sdk.ModeDecide || d.Name != "bpf" {
+	if got, want := strings.Join(subs, " "), "syscalls:openat syscalls:read (events only) cpu-clock@99Hz (events only)"; got != want || d.Mode != sdk.ModeDecide || d.Name != "bpf" {
 		t.Errorf("description %+v: subscriptions %q, want %q in mode decide", d, got, want)
 	}
 	progs := *tr.progs.Load()

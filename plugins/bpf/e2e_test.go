@@ -102,6 +102,7 @@ type summary struct {
 		State          string `json:"state"`
 		Events         uint64 `json:"events"`
 		Callbacks      uint64 `json:"callbacks"`
+		DecideCalls    uint64 `json:"decide_calls"`
 		DecideTimeouts uint64 `json:"decide_timeouts"`
 		Error          string `json:"error"`
 	} `json:"plugins"`
@@ -164,7 +165,12 @@ func threePrograms(t *testing.T, unwindd, exe, source string) {
 	if sum.Unwinds != nil && *sum.Unwinds != 30 {
 		t.Errorf("summary's unwinds %d, want 30", *sum.Unwinds)
 	}
-	t.Logf("%s source: %d entries, %d events to bpf, %d unwinds", source, sum.Tracker.Entries, p.Events, sum.Tracker.Unwinds)
+	// The openat and write programs' probes are events-only: the host asks
+	// the plugin about the getpid entries alone.
+	if p.DecideCalls != 30 {
+		t.Errorf("%d decide calls, want 30 (the getpid entries; openat and write are events only)", p.DecideCalls)
+	}
+	t.Logf("%s source: %d entries, %d events to bpf, %d decide calls, %d unwinds", source, sum.Tracker.Entries, p.Events, p.DecideCalls, sum.Tracker.Unwinds)
 
 	// The plugin's maps.
 	_, doc := readOutputs(t, out)

@@ -153,12 +153,15 @@
 // # The unwind economy
 //
 // The plugin runs in request mode decide: the host holds each kernel entry
-// with an event the plugin subscribed to and, before the entry returns to
-// user space, asks Decide with the entry's events. The plugin wants the
-// stack only when one of the events passes the probe and the filter of a
-// program keyed by ustack; the host then walks the stack once, for this
-// bit. So three programs on one bit, of which one is keyed by ustack, cost
-// the unwinds of that one program's events, and none for the others.
+// with an event of a probe some ustack program uses and, before the entry
+// returns to user space, asks Decide with the entry's events. The plugin
+// wants the stack only when one of the events passes the probe and the
+// filter of a program keyed by ustack; the host then walks the stack once,
+// for this bit. The probes no ustack program uses are subscribed
+// events-only (sdk.EventsOnly): their events are delivered as they come,
+// and the host neither asks about nor unwinds an entry for them. So three
+// programs on one bit, of which one is keyed by ustack, cost the decisions
+// and unwinds of that one program's events, and none for the others.
 //
 // The events of a ustack program wait for their entry's stack by cookie
 // (the host sends every event of an entry before its stack). When it
@@ -319,39 +322,67 @@ func (t *tracer) start(cfg config, progs []*program) {
 
 // subscriptions is the union of the programs' probes: the syscalls by
 // name (or all of them), the tracepoints, and cpu-clock samples at the
-// highest profile rate.
+// highest profile rate. A probe that no program keyed by ustack uses is
+// events-only (sdk.EventsOnly): the host neither unwinds nor asks this
+// plugin about an entry for its events alone, so that programs without
+// ustack cost no unwind and no round trip.
 func subscriptions(progs []*program) []sdk.Subscription {
 	var subs []sdk.Subscription
-	var names []string
-	all, hz := false, uint32(0)
-	var tps []string
+	var names, stackNames []string
+	all, allStack, hz, hzStack := false, false, uint32(0), false
+	var tps, stackTps []string
 	for _, p := range progs {
+		stack := p.ustack >= 0
 		switch p.probe.kind {
 		case probeSyscall, probeSyscallExit:
-			if p.probe.syscall == "" {
-				all = true
-			} else if !slices.Contains(names, p.probe.syscall) {
+			switch {
+			case p.probe.syscall == "":
+				all, allStack = true, allStack || stack
+			case stack && !slices.Contains(stackNames, p.probe.syscall):
+				stackNames = append(stackNames, p.probe.syscall)
+			case !stack && !slices.Contains(names, p.probe.syscall):
 				names = append(names, p.probe.syscall)
 			}
 		case probeTracepoint:
-			if !slices.Contains(tps, p.probe.tp) {
+			if stack && !slices.Contains(stackTps, p.probe.tp) {
+				stackTps = append(stackTps, p.probe.tp)
+			} else if !stack && !slices.Contains(tps, p.probe.tp) {
 				tps = append(tps, p.probe.tp)
 			}
 		case probeProfile:
-			hz = max(hz, p.probe.hz)
+			hz, hzStack = max(hz, p.probe.hz), hzStack || stack
 		}
 	}
+	// A name with a stack program needs no events-only subscription too.
+	names = slices.DeleteFunc(names, func(n string) bool { return slices.Contains(stackNames, n) })
+	tps = slices.DeleteFunc(tps, func(tp string) bool { return slices.Contains(stackTps, tp) })
 	if all {
-		subs = append(subs, sdk.Syscalls())
-	} else if len(names) > 0 {
-		subs = append(subs, sdk.Syscalls(names...))
+		s := sdk.Syscalls()
+		if !allStack {
+			s = sdk.EventsOnly(s)
+		}
+		subs = append(subs, s)
 	}
-	for _, tp := range tps {
+	if len(stackNames) > 0 {
+		subs = append(subs, sdk.Syscalls(stackNames...))
+	}
+	if len(names) > 0 && !(all && !allStack) { // all syscalls events-only covers them already
+		subs = append(subs, sdk.EventsOnly(sdk.Syscalls(names...)))
+	}
+	for _, tp := range stackTps {
 		group, name, _ := strings.Cut(tp, ":")
 		subs = append(subs, sdk.Tracepoint(group, name))
 	}
+	for _, tp := range tps {
+		group, name, _ := strings.Cut(tp, ":")
+		subs = append(subs, sdk.EventsOnly(sdk.Tracepoint(group, name)))
+	}
 	if hz > 0 {
-		subs = append(subs, sdk.CPUClock(hz))
+		s := sdk.CPUClock(hz)
+		if !hzStack {
+			s = sdk.EventsOnly(s)
+		}
+		subs = append(subs, s)
 	}
 	return subs
 }

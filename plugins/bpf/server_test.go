@@ -98,7 +98,7 @@ func TestPluginProcess(t *testing.T) {
 	for _, s := range d.Subscriptions {
 		subs = append(subs, s.String())
 	}
-	if got := strings.Join(subs, " "); got != "syscalls:openat,write,read,close" || d.Mode != sdk.ModeDecide || d.Name != "bpf" {
+	if got := strings.Join(subs, " "); got != "syscalls:write syscalls:openat,read,close (events only)" || d.Mode != sdk.ModeDecide || d.Name != "bpf" {
 		t.Errorf("description %+v: subscriptions %q", d, got)
 	}
 

@@ -407,7 +407,7 @@ func TestCheck(t *testing.T) {
 	tr := newTracer()
 	tr.tracefs = fixtureTracefs
 	d, err := tr.Describe(context.Background(), sdk.DescribeInfo{Check: true, Config: []byte("out: " + dir + "\n" + scenarioBlock)})
-	if err != nil || d.Name != "bpf" || d.Mode != sdk.ModeDecide || len(d.Subscriptions) != 1 {
+	if err != nil || d.Name != "bpf" || d.Mode != sdk.ModeDecide || len(d.Subscriptions) != 2 {
 		t.Fatalf("Describe to check: %+v, %v", d, err)
 	}
 	_, err = tr.Describe(context.Background(), sdk.DescribeInfo{Check: true, Config: []byte("out: " + dir + "\nprograms: [{probe: 'syscall:read', filter: 'comm == 1'}]")})

@@ -524,7 +524,10 @@ type Subscription struct {
 	//	*Subscription_CpuClock
 	//	*Subscription_Tracepoint
 	//	*Subscription_Syscalls
-	Kind          isSubscription_Kind `protobuf_oneof:"kind"`
+	Kind isSubscription_Kind `protobuf_oneof:"kind"`
+	// events_only: the plugin never wants a stack for these events; in
+	// modes ALWAYS and DECIDE the host neither requests nor asks for them.
+	EventsOnly    bool `protobuf:"varint,4,opt,name=events_only,json=eventsOnly,proto3" json:"events_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -591,6 +594,13 @@ func (x *Subscription) GetSyscalls() *Syscalls {
 		}
 	}
 	return nil
+}
+
+func (x *Subscription) GetEventsOnly() bool {
+	if x != nil {
+		return x.EventsOnly
+	}
+	return false
 }
 
 type isSubscription_Kind interface {
@@ -2261,13 +2271,15 @@ const file_sdk_proto_plugin_proto_rawDesc = "" +
 	"\rsubscriptions\x18\x03 \x03(\v2\x1f.unwindd.plugin.v1.SubscriptionR\rsubscriptions\x121\n" +
 	"\x06filter\x18\x04 \x01(\v2\x19.unwindd.plugin.v1.FilterR\x06filter\x122\n" +
 	"\x04mode\x18\x05 \x01(\x0e2\x1e.unwindd.plugin.v1.RequestModeR\x04mode\x12A\n" +
-	"\fstack_filter\x18\x06 \x01(\v2\x1e.unwindd.plugin.v1.StackFilterR\vstackFilter\"\xce\x01\n" +
+	"\fstack_filter\x18\x06 \x01(\v2\x1e.unwindd.plugin.v1.StackFilterR\vstackFilter\"\xef\x01\n" +
 	"\fSubscription\x12:\n" +
 	"\tcpu_clock\x18\x01 \x01(\v2\x1b.unwindd.plugin.v1.CPUClockH\x00R\bcpuClock\x12?\n" +
 	"\n" +
 	"tracepoint\x18\x02 \x01(\v2\x1d.unwindd.plugin.v1.TracepointH\x00R\n" +
 	"tracepoint\x129\n" +
-	"\bsyscalls\x18\x03 \x01(\v2\x1b.unwindd.plugin.v1.SyscallsH\x00R\bsyscallsB\x06\n" +
+	"\bsyscalls\x18\x03 \x01(\v2\x1b.unwindd.plugin.v1.SyscallsH\x00R\bsyscalls\x12\x1f\n" +
+	"\vevents_only\x18\x04 \x01(\bR\n" +
+	"eventsOnlyB\x06\n" +
 	"\x04kind\"-\n" +
 	"\bCPUClock\x12!\n" +
 	"\ffrequency_hz\x18\x01 \x01(\rR\vfrequencyHz\"6\n" +
