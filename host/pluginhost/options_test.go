@@ -2,6 +2,7 @@ package pluginhost
 
 import (
 	"encoding/binary"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -291,5 +292,37 @@ func TestEncoder(t *testing.T) {
 	sanitize(s)
 	if s.end != x86_64.EndNoRegs {
 		t.Errorf("sanitize empty: %+v", s)
+	}
+}
+
+// TestWants: what a live source must open, merged over the running
+// plugins: a stack is wanted for events some plugin not in mode never
+// subscribed to other than events-only.
+func TestWants(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		descs []sdk.Description
+		want  Wants
+	}{
+		{"events-only syscalls, stacks for samples", []sdk.Description{
+			{Mode: sdk.ModeDecide, Subscriptions: []sdk.Subscription{sdk.EventsOnly(sdk.Syscalls("read")), sdk.CPUClock(99)}},
+		}, Wants{Samples: true, SampleStack: true, Hz: 99, Syscalls: true, Tracepoints: map[string]bool{}}},
+		{"one plugin's stack is enough", []sdk.Description{
+			{Mode: sdk.ModeAlways, Subscriptions: []sdk.Subscription{sdk.EventsOnly(sdk.Syscalls()), sdk.EventsOnly(sdk.Tracepoint("sched", "sched_switch"))}},
+			{Mode: sdk.ModeAlways, Subscriptions: []sdk.Subscription{sdk.Syscalls("write"), sdk.Tracepoint("sched", "sched_switch")}},
+		}, Wants{Syscalls: true, SyscallStack: true, Tracepoints: map[string]bool{"sched:sched_switch": true}}},
+		{"mode never wants no stack", []sdk.Description{
+			{Mode: sdk.ModeNever, Subscriptions: []sdk.Subscription{sdk.Syscalls(), sdk.CPUClock(49), sdk.Tracepoint("sched", "sched_wakeup")}},
+		}, Wants{Samples: true, Hz: 49, Syscalls: true, Tracepoints: map[string]bool{"sched:sched_wakeup": false}}},
+	} {
+		m := &Manager{}
+		var live []*instance
+		for i := range c.descs {
+			live = append(live, &instance{match: newMatcher(&c.descs[i]), mode: modeOf(c.descs[i].Mode)})
+		}
+		m.live.Store(&live)
+		if got := m.Wants(); !reflect.DeepEqual(got, c.want) {
+			t.Errorf("%s: Wants() = %+v, want %+v", c.name, got, c.want)
+		}
 	}
 }
