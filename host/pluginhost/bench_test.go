@@ -102,11 +102,20 @@ func benchCookie(i int) uint64 { return uint64(2*i+3)<<32 | 1 }
 // benchManager starts a Manager with one test plugin and waits until it
 // runs.
 func benchManager(b *testing.B, log *zap.Logger, env ...string) (*Manager, *deferred.Engine, *instance, func()) {
+	return benchManagerEnv(b, log, "", env...)
+}
+
+// benchManagerEnv is benchManager with plainEnv ("KEY=value", or "") in
+// the plugin's environment as is, not as a test plugin setting.
+func benchManagerEnv(b *testing.B, log *zap.Logger, plainEnv string, env ...string) (*Manager, *deferred.Engine, *instance, func()) {
 	eng, err := deferred.New(deferred.Options{Shards: 1})
 	if err != nil {
 		b.Fatal(err)
 	}
 	s := spec("bench", b.TempDir(), env...)
+	if plainEnv != "" {
+		s.Env = append(s.Env, plainEnv)
+	}
 	s.OutboxSize = 1 << 16
 	m, err := New(eng, []Spec{s}, Options{}, log)
 	if err != nil {
@@ -152,23 +161,29 @@ func benchManager(b *testing.B, log *zap.Logger, env ...string) (*Manager, *defe
 // interning, encoding, go-plugin's mTLS gRPC, the sdk's decoding,
 // acknowledgements) is the real stack. steady200k-outbox's host share is
 // delivery's, but for a few stores per entry.
+//
+// The -gogc100 cases run the plugin with Go's default GOGC instead of the
+// SDK's (sdk.TuneGC), beside the same case with it, in the same run.
 func BenchmarkDeliver(b *testing.B) {
 	for _, tc := range []struct {
 		name     string
 		distinct bool
-		rate     int  // entries per second; 0: as fast as delivery goes
-		outbox   bool // push the items into the outbox; no engine, no dispatcher
+		rate     int    // entries per second; 0: as fast as delivery goes
+		outbox   bool   // push the items into the outbox; no engine, no dispatcher
+		env      string // added to the plugin's environment
 	}{
-		{"distinct", true, 0, false}, {"interned", false, 0, false},
-		{"steady200k", true, 200_000, false}, {"steady200k-interned", false, 200_000, false},
-		{"outbox-distinct", true, 0, true}, {"outbox-interned", false, 0, true},
-		{"steady200k-outbox", true, 200_000, true}, {"steady200k-outbox-interned", false, 200_000, true},
+		{"distinct", true, 0, false, ""}, {"interned", false, 0, false, ""},
+		{"steady200k", true, 200_000, false, ""}, {"steady200k-interned", false, 200_000, false, ""},
+		{"outbox-distinct", true, 0, true, ""}, {"outbox-interned", false, 0, true, ""},
+		{"outbox-interned-gogc100", false, 0, true, "GOGC=100"},
+		{"steady200k-outbox", true, 200_000, true, ""}, {"steady200k-outbox-interned", false, 200_000, true, ""},
+		{"steady200k-outbox-interned-gogc100", false, 200_000, true, "GOGC=100"},
 	} {
-		b.Run(tc.name, func(b *testing.B) { benchDeliver(b, tc.distinct, tc.rate, tc.outbox) })
+		b.Run(tc.name, func(b *testing.B) { benchDeliver(b, tc.distinct, tc.rate, tc.outbox, tc.env) })
 	}
 }
 
-func benchDeliver(b *testing.B, distinct bool, rate int, outbox bool) {
+func benchDeliver(b *testing.B, distinct bool, rate int, outbox bool, plainEnv string) {
 	// The plugin decodes everything and counts events and stacks, hashing
 	// every stack's frames, but does not keep a set of every cookie to
 	// check the order of delivery (the delivery tests do).
@@ -176,7 +191,7 @@ func benchDeliver(b *testing.B, distinct bool, rate int, outbox bool) {
 	if f := os.Getenv("UNWINDD_BENCH_PLUGIN_CPUPROFILE"); f != "" {
 		env = append(env, "CPUPROFILE="+f)
 	}
-	m, eng, in, stop := benchManager(b, zap.NewNop(), env...)
+	m, eng, in, stop := benchManagerEnv(b, zap.NewNop(), plainEnv, env...)
 	defer stop()
 	tk, err := eng.AddTask(1, 1, deferred.KindUser)
 	if err != nil {
