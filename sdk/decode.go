@@ -32,6 +32,12 @@ type decoder struct {
 	refIDs             []uint64
 	refCookie, refTime []int64
 	refPID, refTID     []int32
+
+	// reuse: the Tracer is an EventCopier, so evBuf and fieldBuf, the
+	// events and fields handed to it, are reused from batch to batch.
+	reuse    bool
+	evBuf    []Event
+	fieldBuf []Field
 }
 
 // location is one interned location. It holds ids rather than the Frame's
@@ -384,10 +390,24 @@ func (d *decoder) events(pf []*pluginpb.Field) []Event {
 		return nil
 	}
 	var fields []Field
-	if len(pf) > 0 {
-		fields = appendFields(make([]Field, 0, len(pf)), pf)
+	var events []Event
+	if d.reuse {
+		// Every field of every event is set below, Fields included, so
+		// nothing of the previous batch's shows through.
+		if len(pf) > 0 {
+			d.fieldBuf = appendFields(d.fieldBuf[:0], pf)
+			fields = d.fieldBuf
+		}
+		if cap(d.evBuf) < len(d.evCtx) {
+			d.evBuf = make([]Event, len(d.evCtx))
+		}
+		events = d.evBuf[:len(d.evCtx)]
+	} else {
+		if len(pf) > 0 {
+			fields = appendFields(make([]Field, 0, len(pf)), pf)
+		}
+		events = make([]Event, len(d.evCtx))
 	}
-	events := make([]Event, len(d.evCtx))
 	var t, cookie uint64
 	nf := 0
 	for i, c := range d.evCtx {
@@ -403,6 +423,8 @@ func (d *decoder) events(pf []*pluginpb.Field) []Event {
 		if n := int(at(d.evCount, i)); n > 0 {
 			e.Fields = fields[nf : nf+n : nf+n]
 			nf += n
+		} else {
+			e.Fields = nil
 		}
 	}
 	return events

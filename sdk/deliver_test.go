@@ -1,9 +1,11 @@
 package sdk_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -297,5 +299,63 @@ func TestDeliverCallbackFailure(t *testing.T) {
 				t.Errorf("after the failure: acks %v, err %v; want [1], nil", acks, err)
 			}
 		})
+	}
+}
+
+// copier is a Tracer that copies the events it is handed (an
+// sdk.EventCopier) and notes where each batch's events array was.
+type copier struct {
+	recorder
+	arrays []*sdk.Event
+}
+
+func (c *copier) CopiesEvents() bool { return true }
+
+func (c *copier) Events(ctx context.Context, evs []sdk.Event) error {
+	c.arrays = append(c.arrays, &evs[0])
+	cp := slices.Clone(evs)
+	for i := range cp {
+		cp[i].Fields = slices.Clone(cp[i].Fields)
+	}
+	return c.recorder.Events(ctx, cp)
+}
+
+// TestDeliverEventCopier: for an EventCopier the SDK reuses the events
+// array from batch to batch, and nothing of an earlier batch shows through
+// (an event without fields where the last batch's had some has none).
+func TestDeliverEventCopier(t *testing.T) {
+	c := &copier{}
+	second := sdk.NewWireBatch(2).ContextsDefined(3).
+		Event(sdk.WireEvent{Kind: pluginpb.EventKind_EVENT_KIND_SYSCALL_EXIT, Name: sRead, TID: 104, Time: 20}).
+		Event(sdk.WireEvent{Kind: pluginpb.EventKind_EVENT_KIND_SYSCALL_EXIT, Name: sRead, TID: 104, Time: 21}).
+		Build()
+	if _, err := deliver(t, tracerClient(t, c), firstBatch(), second); err != nil {
+		t.Fatalf("stream ended with %v", err)
+	}
+	var events [][]sdk.Event
+	for _, call := range c.seen() {
+		if call.Events != nil {
+			events = append(events, call.Events)
+		}
+	}
+	want := [][]sdk.Event{
+		{
+			{Kind: sdk.KindSample, Name: "cpu-clock", Time: 10, CPU: 1, PID: 100, TID: 101, Comm: "app", Cookie: 7, Period: 1000},
+			{Kind: sdk.KindTracepoint, Name: "sched:sched_switch", Time: 11, PID: 100, TID: 101, Comm: "app", Cookie: 7, Fields: []sdk.Field{
+				sdk.IntField("prev_state", -1), sdk.UintField("next_pid", 42), sdk.StringField("next_comm", "idle"),
+				sdk.BytesField("raw", []byte{1, 2}), {Name: "none"},
+			}},
+		},
+		{{Kind: sdk.KindSyscallEnter, Name: "read", Time: 12, PID: 100, TID: 102, Cookie: 8}},
+		{
+			{Kind: sdk.KindSyscallExit, Name: "read", Time: 20, TID: 104},
+			{Kind: sdk.KindSyscallExit, Name: "read", Time: 21, TID: 104},
+		},
+	}
+	if !reflect.DeepEqual(events, want) {
+		t.Errorf("events:\n got %s\nwant %+v", dump(c.seen()), want)
+	}
+	if len(c.arrays) != 3 || c.arrays[0] != c.arrays[2] {
+		t.Errorf("the events arrays of the two batches: %v, want the first batch's reused", c.arrays)
 	}
 }

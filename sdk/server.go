@@ -105,6 +105,9 @@ func (s *Server) describe(ctx context.Context, req *pluginpb.DescribeRequest, h 
 func (s *Server) Deliver(stream pluginpb.Tracer_DeliverServer) error {
 	ctx := stream.Context()
 	d := newDecoder()
+	if c, ok := s.t.(EventCopier); ok && c.CopiesEvents() {
+		d.reuse = true
+	}
 	for {
 		b, err := stream.Recv()
 		if errors.Is(err, io.EOF) {

@@ -389,6 +389,10 @@ func subscriptions(progs []*program) []sdk.Subscription {
 
 // Events runs every program on every event and updates the maps; the
 // events of ustack programs wait for their stack.
+// CopiesEvents: Events keeps copies of the keys it computes, never an
+// event (sdk.EventCopier).
+func (t *tracer) CopiesEvents() bool { return true }
+
 func (t *tracer) Events(_ context.Context, events []sdk.Event) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -698,6 +702,7 @@ func (t *tracer) log(level sdk.Level, msg string, fields map[string]string) {
 
 var _ interface {
 	sdk.Tracer
+	sdk.EventCopier
 	sdk.Decider
 	sdk.Closer
 } = (*tracer)(nil)

@@ -256,6 +256,10 @@ func (t *tracer) noteErr(err error) {
 }
 
 // Events writes a line per event.
+// CopiesEvents: Events writes each event and keeps only copies of its
+// entry's comm, tid, cpu and time (sdk.EventCopier).
+func (t *tracer) CopiesEvents() bool { return true }
+
 func (t *tracer) Events(_ context.Context, events []sdk.Event) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -360,6 +364,7 @@ func (t *tracer) log(level sdk.Level, msg string, fields map[string]string) {
 
 var _ interface {
 	sdk.Tracer
+	sdk.EventCopier
 	sdk.Closer
 } = (*tracer)(nil)
 

@@ -174,6 +174,9 @@ func (t *tracer) start(cfg config) error {
 }
 
 // Events takes the cpu-clock samples; other events are counted and ignored.
+// CopiesEvents: Events copies what it keeps of each sample (sdk.EventCopier).
+func (t *tracer) CopiesEvents() bool { return true }
+
 func (t *tracer) Events(_ context.Context, events []sdk.Event) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()

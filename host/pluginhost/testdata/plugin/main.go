@@ -144,6 +144,9 @@ func (t *tracer) call() {
 	}
 }
 
+// CopiesEvents: Events keeps only counts and copies (sdk.EventCopier).
+func (t *tracer) CopiesEvents() bool { return true }
+
 func (t *tracer) Events(ctx context.Context, evs []sdk.Event) error {
 	if t.latency {
 		// The host stamps Time with its wall clock (UnixNano) when it
