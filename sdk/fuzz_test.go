@@ -107,14 +107,70 @@ func FuzzBatch(f *testing.F) {
 				t.Fatalf("delivered %d items of %d", c.items, items(b))
 			}
 		}
-		run(newDecoder())
-		primed := newDecoder()
-		if err := primed.batch(context.Background(), baseBatch(), &checker{t: t}); err != nil {
-			t.Fatalf("base batch: %v", err)
+		seq := b.Seq
+		for _, reuse := range []bool{false, true} { // a Tracer that is an EventCopier, or not
+			b.Seq = seq
+			fresh := newDecoder()
+			fresh.reuse = reuse
+			run(fresh)
+			primed := newDecoder()
+			primed.reuse = reuse
+			if err := primed.batch(context.Background(), baseBatch(), &checker{t: t}); err != nil {
+				t.Fatalf("base batch: %v", err)
+			}
+			if b.Seq < 2 {
+				b.Seq = 2
+			}
+			run(primed)
 		}
-		if b.Seq < 2 {
-			b.Seq = 2
+	})
+}
+
+// yesDecider wants every entry it is asked about.
+type yesDecider struct{ checker }
+
+func (yesDecider) Decide(_ context.Context, entries []DecideEntry) ([]bool, error) {
+	want := make([]bool, len(entries))
+	for i := range want {
+		want[i] = true
+	}
+	return want, nil
+}
+
+// FuzzDecide feeds arbitrary DecideRequest messages to the server's
+// answer, as the Decide call and the Decisions stream do: it must never
+// panic, and the keys it wants are the request's.
+func FuzzDecide(f *testing.F) {
+	for _, r := range []*pluginpb.DecideRequest{
+		{Seq: 1, BudgetNs: 1e6, Entries: []*pluginpb.DecideEntry{{Key: 1, Pid: 2, Tid: 3, Events: []*pluginpb.Event{
+			{Kind: pluginpb.EventKind_EVENT_KIND_SYSCALL_ENTER, Name: []byte("read"), Comm: []byte("app"), Fields: []*pluginpb.Field{
+				{Name: "fd", Value: &pluginpb.Field_Int{Int: 3}}, {Name: "buf", Value: &pluginpb.Field_Raw{Raw: []byte{1}}}, {Name: "x"}}}}}}},
+		{Entries: []*pluginpb.DecideEntry{{Key: 7}, {Key: 7}, {}}},
+		{},
+	} {
+		data, err := proto.Marshal(r)
+		if err != nil {
+			f.Fatal(err)
 		}
-		run(primed)
+		f.Add(data)
+	}
+	s := NewServer(&yesDecider{}, nil)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r := new(pluginpb.DecideRequest)
+		if err := proto.Unmarshal(data, r); err != nil {
+			return
+		}
+		resp, err := s.answer(context.Background(), r)
+		if err != nil {
+			t.Fatalf("answer: %v", err)
+		}
+		if len(resp.GetWant()) != len(r.GetEntries()) {
+			t.Fatalf("%d keys wanted of %d entries, all wanted", len(resp.GetWant()), len(r.GetEntries()))
+		}
+		for i, k := range resp.GetWant() {
+			if k != r.GetEntries()[i].GetKey() {
+				t.Fatalf("want[%d] = %d, the entry's key is %d", i, k, r.GetEntries()[i].GetKey())
+			}
+		}
 	})
 }
