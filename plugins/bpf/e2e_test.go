@@ -258,3 +258,52 @@ func TestConfigCheck(t *testing.T) {
 		t.Errorf("config check of a type error: %v\n%s\nwant %s", err, out, want)
 	}
 }
+
+// spinProgram spins in one thread for the milliseconds it is given.
+const spinProgram = `#include <stdlib.h>
+#include <time.h>
+volatile unsigned long sink;
+static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
+int main(int argc, char **argv) { double end = now() + atol(argv[1]) / 1000.0; while (now() < end) for (int i = 0; i < 10000; i++) sink++; return 0; }
+`
+
+// TestProfileRates traces a thread spinning for 1.5 s with the perf source
+// sampling at 999 Hz and two profile programs, at 999 Hz and 99 Hz: the
+// 99 Hz program keeps a tenth of the samples the 999 Hz one does (within
+// 15%), whatever CPU time the thread got.
+func TestProfileRates(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds unwindd and the plugin, and traces a program")
+	}
+	unwindd := buildHost(t)
+	exe := testutil.BuildC(t, "", "spin", spinProgram, "-O1")
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out")
+	deploy := filepath.Join(dir, "deploy.yaml")
+	must(t, os.WriteFile(deploy, []byte(fmt.Sprintf(`output: %s
+source:
+  perf: {frequency: 999}
+plugins:
+  - name: bpf
+    path: bpf
+    config:
+      interval: 0
+      programs:
+        - {name: '@fast', probe: 'profile:hz:999'}
+        - {name: '@slow', probe: 'profile:hz:99'}
+`, out)), 0o644))
+	cmd := exec.Command(unwindd, "--log-level", "warn", "run", "--source", "perf", "--config", deploy, "--", exe, "1500")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("unwindd run: %v\n%s", err, b)
+	}
+	_, doc := readOutputs(t, out)
+	fast, slow := mapNamed(t, doc, "@fast"), mapNamed(t, doc, "@slow")
+	if fast.Matched < 500 {
+		t.Fatalf("@fast matched %d samples in 1.5 s at 999 Hz, want hundreds", fast.Matched)
+	}
+	ratio := float64(slow.Matched) / float64(fast.Matched)
+	if ratio < 0.085 || ratio > 0.115 {
+		t.Errorf("@slow kept %d of @fast's %d samples (%.3f), want a tenth (99/999)", slow.Matched, fast.Matched, ratio)
+	}
+	t.Logf("profile:hz:999 %d samples, profile:hz:99 %d (%.3f)", fast.Matched, slow.Matched, ratio)
+}

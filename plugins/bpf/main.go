@@ -35,9 +35,12 @@
 //     syscall:* the entry of every system call; syscall_exit:NAME and
 //     syscall_exit:* their exits; tracepoint:GROUP:NAME a tracepoint (not of
 //     the syscalls or raw_syscalls groups: those are syscall events);
-//     profile:hz:N cpu-clock samples. The host samples at its source's
-//     rate (its frequency setting), so every profile program sees every
-//     sample; the plugin subscribes at the highest N.
+//     profile:hz:N cpu-clock samples, N a second of each thread's running
+//     time. The host samples at its source's rate (its frequency setting),
+//     and the plugin subscribes at the highest N; a program with a lower N
+//     keeps a sample when the span its period covers crosses a multiple
+//     of 1/N s (no state, so Decide and Events agree). A source slower
+//     than N gives each of its samples.
 //   - filter: a CEL expression of type bool; only the events for which it
 //     is true are aggregated. Default: every event of the probe.
 //   - aggregate: count (the default), sum(EXPR), min(EXPR), max(EXPR),

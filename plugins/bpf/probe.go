@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/unwindd/unwindd/sdk"
 	"github.com/unwindd/unwindd/sdk/syscalls"
@@ -45,9 +46,25 @@ func (p *probe) match(ev *sdk.Event) bool {
 	case probeTracepoint:
 		return ev.Kind == sdk.KindTracepoint && ev.Name == p.tp
 	case probeProfile:
-		return ev.Kind == sdk.KindSample
+		return ev.Kind == sdk.KindSample && p.keeps(ev)
 	}
 	return false
+}
+
+// keeps subsamples a profile probe's samples to its rate: the host samples
+// at its source's rate, which may be higher. A sample covers the time from
+// its period before it to its time; it is kept when that span crosses a
+// multiple of the probe's interval (1/hz s), so that a thread sampled
+// steadily at any higher rate gives hz samples a second, and the decision
+// needs no state (Decide and Events, which run concurrently, agree). A
+// sample without a period, or one at least as long as the interval, is
+// kept.
+func (p *probe) keeps(ev *sdk.Event) bool {
+	every := uint64(time.Second) / uint64(p.hz)
+	if ev.Period == 0 || ev.Period >= every || ev.Time < ev.Period {
+		return true
+	}
+	return ev.Time/every != (ev.Time-ev.Period)/every
 }
 
 // probeSyntax is the list of probes, for error messages.

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/unwindd/unwindd/sdk"
 )
@@ -217,5 +219,43 @@ print fmt: "..."
 	}
 	if _, ok := parseTracepointFormat([]byte("no format here")); ok {
 		t.Error("a file without fields parsed")
+	}
+}
+
+// TestProfileSubsampling: a thread sampled steadily at 999 Hz for 10 s
+// gives a profile:hz:99 program 990 samples (±1), profile:hz:999 every
+// sample, and profile:hz:5000 every sample too (the source is slower); a
+// sample without a period is kept.
+func TestProfileSubsampling(t *testing.T) {
+	const rate, seconds = 999, 10
+	period := uint64(time.Second) / rate
+	for _, c := range []struct {
+		hz       uint32
+		min, max int
+	}{
+		{99, 99*seconds - 1, 99*seconds + 1},
+		{999, rate * seconds, rate * seconds},
+		{5000, rate * seconds, rate * seconds},
+		{1, seconds - 1, seconds + 1},
+	} {
+		p, msg := parseProbe(fmt.Sprintf("profile:hz:%d", c.hz))
+		if msg != "" {
+			t.Fatal(msg)
+		}
+		kept := 0
+		start := uint64(1_700_000_000_123_456_789) // an odd wall-clock start
+		for k := range rate * seconds {
+			ev := sdk.Event{Kind: sdk.KindSample, Name: "cpu-clock", Time: start + uint64(k)*period, Period: period}
+			if p.match(&ev) {
+				kept++
+			}
+		}
+		if kept < c.min || kept > c.max {
+			t.Errorf("profile:hz:%d on a 999 Hz source for %d s: kept %d samples, want %d to %d", c.hz, seconds, kept, c.min, c.max)
+		}
+	}
+	p, _ := parseProbe("profile:hz:99")
+	if !p.match(&sdk.Event{Kind: sdk.KindSample, Time: 12345}) {
+		t.Error("a sample without a period: not kept")
 	}
 }
