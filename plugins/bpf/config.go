@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"strings"
 	"time"
@@ -11,6 +10,7 @@ import (
 	"github.com/goccy/go-yaml"
 
 	"github.com/unwindd/unwindd/sdk"
+	"github.com/unwindd/unwindd/sdk/configblock"
 )
 
 // The config's defaults and limits.
@@ -55,9 +55,9 @@ const (
 // keys are checked as strings here and compiled by [compile].
 func parseConfig(b []byte) (config, error) {
 	c := config{Interval: defaultInterval, MaxPending: defaultMaxPending, MaxKeys: defaultMaxKeys}
-	var m yaml.MapSlice
-	if err := yaml.UnmarshalWithOptions(b, &m, yaml.UseOrderedMap()); err != nil {
-		return config{}, &sdk.ConfigError{Msg: "not a YAML mapping: " + yaml.FormatError(err, false, false)}
+	m, err := configblock.Mapping(b)
+	if err != nil {
+		return config{}, err
 	}
 	var errs []error
 	bad := func(field, format string, args ...any) {
@@ -67,7 +67,7 @@ func parseConfig(b []byte) (config, error) {
 	for _, item := range m {
 		k, ok := item.Key.(string)
 		if !ok {
-			bad(keyField("", fmt.Sprint(item.Key)), "%s: keys are names (%s)", show(item.Key), knownKeys)
+			bad(keyField("", fmt.Sprint(item.Key)), "%s: keys are names (%s)", configblock.Show(item.Key), knownKeys)
 			continue
 		}
 		if seen[k] {
@@ -80,28 +80,28 @@ func parseConfig(b []byte) (config, error) {
 		case "out":
 			s, ok := v.(string)
 			if !ok || s == "" {
-				bad(k, "want a directory, got %s", show(v))
+				bad(k, "want a directory, got %s", configblock.Show(v))
 				continue
 			}
 			c.Out = s
 		case "interval":
 			d, ok := duration(v)
 			if !ok || d < 0 || d > 0 && d < minInterval {
-				bad(k, "want 0 (print only at exit) or a duration of at least %v such as 10s, got %s", minInterval, show(v))
+				bad(k, "want 0 (print only at exit) or a duration of at least %v such as 10s, got %s", minInterval, configblock.Show(v))
 				continue
 			}
 			c.Interval = d
 		case "max_pending":
-			n, ok := integer(v)
+			n, ok := configblock.Int(v)
 			if !ok || n < 1 || n > 1<<24 {
-				bad(k, "want a positive integer (at most %d), got %s", 1<<24, show(v))
+				bad(k, "want a positive integer (at most %d), got %s", 1<<24, configblock.Show(v))
 				continue
 			}
 			c.MaxPending = int(n)
 		case "max_keys":
-			n, ok := integer(v)
+			n, ok := configblock.Int(v)
 			if !ok || n < 1 || n > 1<<24 {
-				bad(k, "want a positive integer (at most %d), got %s", 1<<24, show(v))
+				bad(k, "want a positive integer (at most %d), got %s", 1<<24, configblock.Show(v))
 				continue
 			}
 			c.MaxKeys = int(n)
@@ -127,7 +127,7 @@ func parseConfig(b []byte) (config, error) {
 func parsePrograms(key string, v any, bad func(field, format string, args ...any)) []programConfig {
 	items, ok := v.([]any)
 	if !ok || len(items) == 0 {
-		bad(key, "want a list of programs (each a mapping with a probe), got %s", show(v))
+		bad(key, "want a list of programs (each a mapping with a probe), got %s", configblock.Show(v))
 		return nil
 	}
 	if len(items) > maxPrograms {
@@ -139,7 +139,7 @@ func parsePrograms(key string, v any, bad func(field, format string, args ...any
 		field := fmt.Sprintf("%s[%d]", key, i)
 		m, ok := it.(yaml.MapSlice)
 		if !ok {
-			bad(field, "want a mapping with a probe (keys: %s), got %s", knownProgramKeys, show(it))
+			bad(field, "want a mapping with a probe (keys: %s), got %s", knownProgramKeys, configblock.Show(it))
 			continue
 		}
 		p, ok := parseProgram(field, m, bad)
@@ -162,7 +162,7 @@ func parseProgram(field string, m yaml.MapSlice, bad func(field, format string, 
 	for _, item := range m {
 		k, isStr := item.Key.(string)
 		if !isStr {
-			fail(keyField(field, fmt.Sprint(item.Key)), "%s: keys are names (%s)", show(item.Key), knownProgramKeys)
+			fail(keyField(field, fmt.Sprint(item.Key)), "%s: keys are names (%s)", configblock.Show(item.Key), knownProgramKeys)
 			continue
 		}
 		f := keyField(field, k)
@@ -178,7 +178,7 @@ func parseProgram(field string, m yaml.MapSlice, bad func(field, format string, 
 			s = strings.TrimSpace(s)
 			switch {
 			case !isStr || s == "":
-				fail(f, "want %s, got %s", wantOf[k], show(v))
+				fail(f, "want %s, got %s", wantOf[k], configblock.Show(v))
 				continue
 			case len(s) > maxExprLen:
 				fail(f, "%d bytes long: at most %d", len(s), maxExprLen)
@@ -197,7 +197,7 @@ func parseProgram(field string, m yaml.MapSlice, bad func(field, format string, 
 		case "by":
 			items, isList := v.([]any)
 			if v != nil && !isList {
-				fail(f, "want a list of keys such as [comm, ustack], got %s", show(v))
+				fail(f, "want a list of keys such as [comm, ustack], got %s", configblock.Show(v))
 				continue
 			}
 			p.By = []string{} // given, possibly empty
@@ -207,7 +207,7 @@ func parseProgram(field string, m yaml.MapSlice, bad func(field, format string, 
 				s = strings.TrimSpace(s)
 				switch {
 				case !isStr || s == "":
-					fail(fj, "want a key (pid, tid, comm, cpu, probe, ustack or an expression such as args.fd), got %s", show(it))
+					fail(fj, "want a key (pid, tid, comm, cpu, probe, ustack or an expression such as args.fd), got %s", configblock.Show(it))
 				case len(s) > maxExprLen:
 					fail(fj, "%d bytes long: at most %d", len(s), maxExprLen)
 				case slices.Contains(p.By, s):
@@ -259,37 +259,9 @@ func duration(v any) (time.Duration, bool) {
 		d, err := time.ParseDuration(x)
 		return d, err == nil
 	default:
-		if n, ok := integer(v); ok && n == 0 {
+		if n, ok := configblock.Int(v); ok && n == 0 {
 			return 0, true
 		}
 	}
 	return 0, false
-}
-
-// integer returns v as an integer, if it is one.
-func integer(v any) (int64, bool) {
-	switch n := v.(type) {
-	case int64:
-		return n, true
-	case uint64:
-		if n <= math.MaxInt64 {
-			return int64(n), true
-		}
-	case int:
-		return int64(n), true
-	}
-	return 0, false
-}
-
-// show quotes a value for an error message.
-func show(v any) string {
-	switch v.(type) {
-	case nil:
-		return "nothing"
-	case []any:
-		return "a list"
-	case map[string]any, yaml.MapSlice:
-		return "a mapping"
-	}
-	return fmt.Sprintf("%q", fmt.Sprint(v))
 }

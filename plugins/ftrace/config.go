@@ -7,9 +7,8 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/goccy/go-yaml"
-
 	"github.com/unwindd/unwindd/sdk"
+	"github.com/unwindd/unwindd/sdk/configblock"
 	"github.com/unwindd/unwindd/sdk/syscalls"
 )
 
@@ -41,9 +40,9 @@ const knownKeys = "out, syscalls, tracepoints, comm, pid"
 // Several are joined.
 func parseConfig(b []byte) (config, error) {
 	var c config
-	var m yaml.MapSlice
-	if err := yaml.Unmarshal(b, &m); err != nil {
-		return config{}, &sdk.ConfigError{Msg: "not a YAML mapping: " + yaml.FormatError(err, false, false)}
+	m, err := configblock.Mapping(b)
+	if err != nil {
+		return config{}, err
 	}
 	var errs []error
 	bad := func(field, format string, args ...any) {
@@ -66,7 +65,7 @@ func parseConfig(b []byte) (config, error) {
 		case "out":
 			s, ok := v.(string)
 			if !ok || s == "" {
-				bad(k, "want a directory, got %s", show(v))
+				bad(k, "want a directory, got %s", configblock.Show(v))
 				continue
 			}
 			c.Out = s
@@ -106,7 +105,7 @@ func stringList(key string, v any, bad func(field, format string, args ...any), 
 	}
 	items, ok := v.([]any)
 	if !ok {
-		bad(key, "want a list such as [a, b], got %s", show(v))
+		bad(key, "want a list such as [a, b], got %s", configblock.Show(v))
 		return nil
 	}
 	var out []string
@@ -115,7 +114,7 @@ func stringList(key string, v any, bad func(field, format string, args ...any), 
 		s, ok := it.(string)
 		switch {
 		case !ok:
-			bad(field, "want a string, got %s", show(it))
+			bad(field, "want a string, got %s", configblock.Show(it))
 		case s == "":
 			bad(field, "empty")
 		case slices.Contains(out, s):
@@ -138,16 +137,16 @@ func pidList(key string, v any, bad func(field, format string, args ...any)) []i
 	}
 	items, ok := v.([]any)
 	if !ok {
-		bad(key, "want a list of process ids such as [1234], got %s", show(v))
+		bad(key, "want a list of process ids such as [1234], got %s", configblock.Show(v))
 		return nil
 	}
 	var out []int32
 	for i, it := range items {
 		field := fmt.Sprintf("%s[%d]", key, i)
-		n, ok := integer(it)
+		n, ok := configblock.Int(it)
 		switch {
 		case !ok || n < 1 || n > math.MaxInt32:
-			bad(field, "want a process id (a positive integer), got %s", show(it))
+			bad(field, "want a process id (a positive integer), got %s", configblock.Show(it))
 		case slices.Contains(out, int32(n)):
 			bad(field, "%d given twice", n)
 		default:
@@ -235,32 +234,4 @@ func editDistance(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(b)]
-}
-
-// integer returns v as an integer, if it is one.
-func integer(v any) (int64, bool) {
-	switch n := v.(type) {
-	case int64:
-		return n, true
-	case uint64:
-		if n <= math.MaxInt64 {
-			return int64(n), true
-		}
-	case int:
-		return int64(n), true
-	}
-	return 0, false
-}
-
-// show quotes a value for an error message.
-func show(v any) string {
-	switch v.(type) {
-	case nil:
-		return "nothing"
-	case []any:
-		return "a list"
-	case map[string]any, yaml.MapSlice:
-		return "a mapping"
-	}
-	return fmt.Sprintf("%q", fmt.Sprint(v))
 }

@@ -3,12 +3,10 @@ package main
 import (
 	"errors"
 	"fmt"
-	"math"
 	"time"
 
-	"github.com/goccy/go-yaml"
-
 	"github.com/unwindd/unwindd/sdk"
+	"github.com/unwindd/unwindd/sdk/configblock"
 )
 
 // The config's defaults and limits.
@@ -33,9 +31,9 @@ type config struct {
 // line in its config file. Several are joined.
 func parseConfig(b []byte) (config, error) {
 	c := config{Hz: defaultHz, MaxPending: defaultMaxPending, MaxWait: defaultMaxWait}
-	var m yaml.MapSlice
-	if err := yaml.Unmarshal(b, &m); err != nil {
-		return config{}, &sdk.ConfigError{Msg: "not a YAML mapping: " + yaml.FormatError(err, false, false)}
+	m, err := configblock.Mapping(b)
+	if err != nil {
+		return config{}, err
 	}
 	var errs []error
 	bad := func(key, format string, args ...any) {
@@ -58,21 +56,21 @@ func parseConfig(b []byte) (config, error) {
 		case "out":
 			s, ok := v.(string)
 			if !ok || s == "" {
-				bad(k, "want a directory, got %s", show(v))
+				bad(k, "want a directory, got %s", configblock.Show(v))
 				continue
 			}
 			c.Out = s
 		case "hz":
-			n, ok := integer(v)
+			n, ok := configblock.Int(v)
 			if !ok || n < 1 || n > maxHz {
-				bad(k, "want an integer from 1 to %d, got %s", maxHz, show(v))
+				bad(k, "want an integer from 1 to %d, got %s", maxHz, configblock.Show(v))
 				continue
 			}
 			c.Hz = uint32(n)
 		case "max_pending":
-			n, ok := integer(v)
+			n, ok := configblock.Int(v)
 			if !ok || n < 1 || n > 1<<30 {
-				bad(k, "want a positive integer, got %s", show(v))
+				bad(k, "want a positive integer, got %s", configblock.Show(v))
 				continue
 			}
 			c.MaxPending = int(n)
@@ -80,7 +78,7 @@ func parseConfig(b []byte) (config, error) {
 			s, _ := v.(string)
 			d, err := time.ParseDuration(s)
 			if err != nil || d <= 0 {
-				bad(k, "want a positive duration such as 10s, got %s", show(v))
+				bad(k, "want a positive duration such as 10s, got %s", configblock.Show(v))
 				continue
 			}
 			c.MaxWait = d
@@ -95,27 +93,4 @@ func parseConfig(b []byte) (config, error) {
 		return config{}, errors.Join(errs...)
 	}
 	return c, nil
-}
-
-// integer returns v as an integer, if it is one.
-func integer(v any) (int64, bool) {
-	switch n := v.(type) {
-	case int64:
-		return n, true
-	case uint64:
-		if n <= math.MaxInt64 {
-			return int64(n), true
-		}
-	case int:
-		return int64(n), true
-	}
-	return 0, false
-}
-
-// show quotes a value for an error message.
-func show(v any) string {
-	if v == nil {
-		return "nothing"
-	}
-	return fmt.Sprintf("%q", fmt.Sprint(v))
 }

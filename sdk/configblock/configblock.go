@@ -1,0 +1,58 @@
+// Package configblock helps a plugin decode its config block (the
+// free-form `config:` of its entry in a deployment file, which the host
+// hands to Describe as is) strictly, the way the built-in plugins do: as a
+// YAML mapping in key order, with each mistake an [sdk.ConfigError] naming
+// its key, which the host reports at that key's line and column.
+//
+// It is optional: a plugin may parse its block however it likes.
+package configblock
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/goccy/go-yaml"
+
+	"github.com/unwindd/unwindd/sdk"
+)
+
+// Mapping decodes b as a YAML mapping, keys in order and nested mappings
+// as yaml.MapSlice too. An empty block is an empty mapping; anything else
+// that is not a mapping is an *sdk.ConfigError.
+func Mapping(b []byte) (yaml.MapSlice, error) {
+	var m yaml.MapSlice
+	if err := yaml.UnmarshalWithOptions(b, &m, yaml.UseOrderedMap()); err != nil {
+		return nil, &sdk.ConfigError{Msg: "not a YAML mapping: " + yaml.FormatError(err, false, false)}
+	}
+	return m, nil
+}
+
+// Int returns v, a decoded YAML value, as an integer, if it is one that
+// fits an int64.
+func Int(v any) (int64, bool) {
+	switch n := v.(type) {
+	case int64:
+		return n, true
+	case uint64:
+		if n <= math.MaxInt64 {
+			return int64(n), true
+		}
+	case int:
+		return int64(n), true
+	}
+	return 0, false
+}
+
+// Show describes v, a decoded YAML value, for an error message: "nothing",
+// "a list", "a mapping", or the value quoted.
+func Show(v any) string {
+	switch v.(type) {
+	case nil:
+		return "nothing"
+	case []any:
+		return "a list"
+	case map[string]any, yaml.MapSlice:
+		return "a mapping"
+	}
+	return fmt.Sprintf("%q", fmt.Sprint(v))
+}

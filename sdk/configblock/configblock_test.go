@@ -1,0 +1,62 @@
+package configblock
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/unwindd/unwindd/sdk"
+)
+
+func TestMapping(t *testing.T) {
+	for _, c := range []struct {
+		block string
+		keys  []string
+		err   string
+	}{
+		{"", nil, ""},
+		{"b: 1\na: {x: 2}\n", []string{"b", "a"}, ""},
+		{"- 1\n- 2\n", nil, "not a YAML mapping"},
+		{"a: [1,\n", nil, "not a YAML mapping"},
+	} {
+		m, err := Mapping([]byte(c.block))
+		if c.err != "" {
+			var ce *sdk.ConfigError
+			if !errors.As(err, &ce) || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("Mapping(%q) = %v, want a ConfigError saying %q", c.block, err, c.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("Mapping(%q): %v", c.block, err)
+		}
+		var keys []string
+		for _, it := range m {
+			keys = append(keys, it.Key.(string))
+		}
+		if strings.Join(keys, ",") != strings.Join(c.keys, ",") {
+			t.Errorf("Mapping(%q) keys %v, want %v", c.block, keys, c.keys)
+		}
+		if c.keys != nil && Show(m[1].Value) != "a mapping" {
+			t.Errorf("a nested mapping shows as %s", Show(m[1].Value))
+		}
+	}
+}
+
+func TestIntShow(t *testing.T) {
+	m, err := Mapping([]byte("a: 12\nb: -3\nc: 18446744073709551615\nd: x\ne: [1]\nf:\ng: 1.5\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []struct {
+		n    int64
+		ok   bool
+		show string
+	}{{12, true, `"12"`}, {-3, true, `"-3"`}, {0, false, `"18446744073709551615"`}, {0, false, `"x"`}, {0, false, "a list"}, {0, false, "nothing"}, {0, false, `"1.5"`}}
+	for i, it := range m {
+		n, ok := Int(it.Value)
+		if n != want[i].n || ok != want[i].ok || Show(it.Value) != want[i].show {
+			t.Errorf("%v: Int %d, %v; Show %s; want %d, %v, %s", it.Key, n, ok, Show(it.Value), want[i].n, want[i].ok, want[i].show)
+		}
+	}
+}
