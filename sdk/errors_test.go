@@ -236,3 +236,42 @@ func TestConfigErrorRoundTrip(t *testing.T) {
 		t.Errorf("Error() = %q, want %q", got, want)
 	}
 }
+
+// logClient is a HostClient whose Log succeeds or fails.
+type logClient struct {
+	pluginpb.HostClient
+	fail    bool
+	entries []*pluginpb.LogEntry
+}
+
+func (c *logClient) Log(_ context.Context, e *pluginpb.LogEntry, _ ...grpc.CallOption) (*pluginpb.LogAck, error) {
+	if c.fail {
+		return nil, status.Error(codes.Unavailable, "host gone")
+	}
+	c.entries = append(c.entries, e)
+	return &pluginpb.LogAck{}, nil
+}
+
+// TestLogOr: the entry goes to the host when it takes it, else to w as one
+// line with the fields sorted (a nil Host, an unconnected one, a host
+// gone).
+func TestLogOr(t *testing.T) {
+	fields := map[string]string{"b": "2", "a": "1"}
+	const line = "wrote maps\ta=1\tb=2\n"
+	for _, c := range []struct {
+		name string
+		h    *sdk.Host
+		want string
+	}{
+		{"nil", nil, line},
+		{"unconnected", sdk.NewHost(nil), line},
+		{"gone", sdk.NewHost(&logClient{fail: true}), line},
+		{"taken", sdk.NewHost(&logClient{}), ""},
+	} {
+		var w strings.Builder
+		c.h.LogOr(context.Background(), &w, sdk.LevelInfo, "wrote maps", fields)
+		if w.String() != c.want {
+			t.Errorf("%s: wrote %q, want %q", c.name, w.String(), c.want)
+		}
+	}
+}

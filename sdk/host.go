@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -110,6 +112,23 @@ func (h *Host) Log(ctx context.Context, level Level, msg string, fields map[stri
 		return fmt.Errorf("sdk: log %q: %w", msg, ErrorFromStatus(err))
 	}
 	return nil
+}
+
+// LogOr writes one entry to the host's log as [Host.Log] does, or, when
+// the host cannot take it (a nil or unconnected Host, a host gone at
+// shutdown, ctx ended), to w as one line: msg, then "\tkey=value" for each
+// field, keys sorted. A plugin's summary at Close is then never lost: the
+// plugin's stderr reaches the host's log through go-plugin too.
+func (h *Host) LogOr(ctx context.Context, w io.Writer, level Level, msg string, fields map[string]string) {
+	if h != nil && h.Log(ctx, level, msg, fields) == nil {
+		return
+	}
+	var b strings.Builder
+	b.WriteString(msg)
+	for _, k := range slices.Sorted(maps.Keys(fields)) {
+		fmt.Fprintf(&b, "\t%s=%s", k, fields[k])
+	}
+	fmt.Fprintln(w, b.String())
 }
 
 func logLevel(l Level) pluginpb.LogLevel {

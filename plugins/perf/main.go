@@ -68,9 +68,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -286,21 +284,7 @@ const closeLogTimeout = 500 * time.Millisecond
 func (t *tracer) log(level sdk.Level, msg string, fields map[string]string) {
 	ctx, cancel := context.WithTimeout(context.Background(), closeLogTimeout)
 	defer cancel()
-	err := t.host.Log(ctx, level, msg, fields)
-	if err == nil {
-		return
-	}
-	var b strings.Builder
-	b.WriteString(msg)
-	keys := make([]string, 0, len(fields))
-	for k := range fields {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		fmt.Fprintf(&b, "\t%s=%s", k, fields[k])
-	}
-	fmt.Fprintln(t.stderr, b.String())
+	t.host.LogOr(ctx, t.stderr, level, msg, fields)
 }
 
 // comments are the profile's comments: where it came from and the counts.
