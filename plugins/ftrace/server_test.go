@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -13,12 +12,9 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/test/bufconn"
@@ -146,38 +142,6 @@ func TestServerStackFilter(t *testing.T) {
 	}
 }
 
-// logHost is a Host service that records log entries.
-type logHost struct {
-	pluginpb.UnimplementedHostServer
-	mu   sync.Mutex
-	logs []*pluginpb.LogEntry
-}
-
-func (h *logHost) Log(_ context.Context, e *pluginpb.LogEntry) (*pluginpb.LogAck, error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.logs = append(h.logs, e)
-	return &pluginpb.LogAck{}, nil
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writes and reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // TestPluginProcess builds the plugin, starts it as the host does
 // (go-plugin, gRPC, automatic mTLS), describes it, delivers the scenario,
 // asks it to decide, shuts it down and reads trace.txt.
@@ -190,37 +154,13 @@ func TestPluginProcess(t *testing.T) {
 	if out, err := exec.Command(gobin, "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	var stderr syncBuffer // the plugin's stderr, through go-plugin's logger
-	client := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  sdk.Handshake,
-		Plugins:          plugin.PluginSet{sdk.PluginName: &sdk.GRPCPlugin{}},
-		Cmd:              exec.Command(bin),
-		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		AutoMTLS:         true,
-		Logger:           hclog.New(&hclog.LoggerOptions{Name: "host", Output: &stderr, Level: hclog.Debug}),
-	})
-	defer client.Kill()
-	rpc, err := client.Client()
-	if err != nil {
-		t.Fatalf("start plugin: %v", err)
-	}
-	raw, err := rpc.Dispense(sdk.PluginName)
-	if err != nil {
-		t.Fatalf("Dispense: %v", err)
-	}
-	remote := raw.(*sdk.Remote)
-	host := &logHost{}
-	id := remote.Broker.NextId()
-	go remote.Broker.AcceptAndServe(id, func(opts []grpc.ServerOption) *grpc.Server {
-		s := grpc.NewServer(opts...)
-		pluginpb.RegisterHostServer(s, host)
-		return s
-	})
+	proc := sdktest.StartProcess(t, bin)
+	remote := proc.Remote
 
 	dir := filepath.Join(t.TempDir(), "out")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	desc, err := remote.Client.Describe(ctx, &pluginpb.DescribeRequest{HostBrokerId: id, Config: scenarioConfig(dir), HostVersion: "test"})
+	desc, err := remote.Client.Describe(ctx, &pluginpb.DescribeRequest{HostBrokerId: proc.BrokerID, Config: scenarioConfig(dir), HostVersion: "test"})
 	if err != nil {
 		t.Fatalf("Describe: %v", err)
 	}
@@ -237,8 +177,7 @@ func TestPluginProcess(t *testing.T) {
 	if resp, err := remote.Client.Decide(ctx, req); err != nil || len(resp.GetWant()) != 0 {
 		t.Errorf("Decide = %v, %v; want none", resp.GetWant(), err)
 	}
-	client.Kill() // a graceful shutdown first: the plugin's Close flushes trace.txt
-	if !client.Exited() {
+	if !proc.Stop() { // a graceful shutdown first: the plugin's Close flushes trace.txt
 		t.Fatal("plugin still running after Kill")
 	}
 
@@ -257,23 +196,21 @@ func TestPluginProcess(t *testing.T) {
 	// The summary reaches the host: through its Log service, or, if the
 	// connection was already gone at close, through stderr.
 	const summary = "ftrace: wrote trace"
-	host.mu.Lock()
 	var logged string
-	for _, e := range host.logs {
+	for _, e := range proc.Logs() {
 		if e.GetMessage() == summary {
 			f := e.GetFields()
 			logged = "events=" + f["events"] + " stacks=" + f["stacks"] + " orphan_stacks=" + f["orphan_stacks"] + " lost_notices=" + f["lost_notices"]
 		}
 	}
-	host.mu.Unlock()
 	via := "the host's Log service"
-	if logged == "" && strings.Contains(stderr.String(), summary) {
-		logged, via = stderr.String(), "stderr"
+	if logged == "" && strings.Contains(proc.Stderr(), summary) {
+		logged, via = proc.Stderr(), "stderr"
 	}
 	t.Logf("the summary came through %s", via)
 	for _, s := range []string{"events=17", "stacks=5", "orphan_stacks=1", "lost_notices=1"} {
 		if !strings.Contains(logged, s) {
-			t.Errorf("summary %q lacks %s (host log %d entries; stderr:\n%s)", logged, s, len(host.logs), stderr.String())
+			t.Errorf("summary %q lacks %s (host log %d entries; stderr:\n%s)", logged, s, len(proc.Logs()), proc.Stderr())
 		}
 	}
 }

@@ -12,12 +12,9 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/test/bufconn"
@@ -118,38 +115,6 @@ func TestServer(t *testing.T) {
 	}
 }
 
-// logHost is a Host service that records log entries.
-type logHost struct {
-	pluginpb.UnimplementedHostServer
-	mu   sync.Mutex
-	logs []*pluginpb.LogEntry
-}
-
-func (h *logHost) Log(_ context.Context, e *pluginpb.LogEntry) (*pluginpb.LogAck, error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.logs = append(h.logs, e)
-	return &pluginpb.LogAck{}, nil
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writes and reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // TestPluginProcess builds the plugin, starts it as the host does
 // (go-plugin, gRPC, automatic mTLS), describes it, delivers the scenario,
 // shuts it down and reads the files it wrote.
@@ -162,37 +127,13 @@ func TestPluginProcess(t *testing.T) {
 	if out, err := exec.Command(gobin, "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	var stderr syncBuffer // the plugin's stderr, through go-plugin's logger
-	client := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  sdk.Handshake,
-		Plugins:          plugin.PluginSet{sdk.PluginName: &sdk.GRPCPlugin{}},
-		Cmd:              exec.Command(bin),
-		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		AutoMTLS:         true,
-		Logger:           hclog.New(&hclog.LoggerOptions{Name: "host", Output: &stderr, Level: hclog.Debug}),
-	})
-	defer client.Kill()
-	rpc, err := client.Client()
-	if err != nil {
-		t.Fatalf("start plugin: %v", err)
-	}
-	raw, err := rpc.Dispense(sdk.PluginName)
-	if err != nil {
-		t.Fatalf("Dispense: %v", err)
-	}
-	remote := raw.(*sdk.Remote)
-	host := &logHost{}
-	id := remote.Broker.NextId()
-	go remote.Broker.AcceptAndServe(id, func(opts []grpc.ServerOption) *grpc.Server {
-		s := grpc.NewServer(opts...)
-		pluginpb.RegisterHostServer(s, host)
-		return s
-	})
+	proc := sdktest.StartProcess(t, bin)
+	remote := proc.Remote
 
 	dir := filepath.Join(t.TempDir(), "out")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	desc, err := remote.Client.Describe(ctx, &pluginpb.DescribeRequest{HostBrokerId: id, Config: scenarioConfig(dir), HostVersion: "test"})
+	desc, err := remote.Client.Describe(ctx, &pluginpb.DescribeRequest{HostBrokerId: proc.BrokerID, Config: scenarioConfig(dir), HostVersion: "test"})
 	if err != nil {
 		t.Fatalf("Describe: %v", err)
 	}
@@ -204,8 +145,7 @@ func TestPluginProcess(t *testing.T) {
 	if acks := deliver(t, remote.Client); !slices.Equal(acks, []uint64{1, 2, 3}) {
 		t.Errorf("acks %v, want [1 2 3]", acks)
 	}
-	client.Kill() // a graceful shutdown first: the plugin's Close writes the files
-	if !client.Exited() {
+	if !proc.Stop() { // a graceful shutdown first: the plugin's Close writes the files
 		t.Fatal("plugin still running after Kill")
 	}
 
@@ -228,23 +168,21 @@ func TestPluginProcess(t *testing.T) {
 	// The summary reaches the host: through its Log service, or, if the
 	// connection was already gone at close, through stderr.
 	const summary = "perf: wrote profile"
-	host.mu.Lock()
 	var logged string
-	for _, e := range host.logs {
+	for _, e := range proc.Logs() {
 		if e.GetMessage() == summary {
 			f := e.GetFields()
 			logged = "samples=" + f["samples"] + " joined=" + f["joined"] + " lost=" + f["lost"] + " unjoined=" + f["unjoined"]
 		}
 	}
-	host.mu.Unlock()
 	via := "the host's Log service"
-	if logged == "" && strings.Contains(stderr.String(), summary) {
-		logged, via = stderr.String(), "stderr"
+	if logged == "" && strings.Contains(proc.Stderr(), summary) {
+		logged, via = proc.Stderr(), "stderr"
 	}
 	t.Logf("the summary came through %s", via)
 	for _, s := range []string{"samples=6", "joined=3", "lost=1", "unjoined=2"} {
 		if !strings.Contains(logged, s) {
-			t.Errorf("summary %q lacks %s (host log %d entries; stderr:\n%s)", logged, s, len(host.logs), stderr.String())
+			t.Errorf("summary %q lacks %s (host log %d entries; stderr:\n%s)", logged, s, len(proc.Logs()), proc.Stderr())
 		}
 	}
 }
