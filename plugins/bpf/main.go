@@ -197,6 +197,7 @@ import (
 	"time"
 
 	"github.com/unwindd/unwindd/sdk"
+	"github.com/unwindd/unwindd/sdk/outfile"
 )
 
 // version is the plugin's version, in its Description.
@@ -610,7 +611,7 @@ func (t *tracer) write(text []byte, doc *jsonDoc) {
 	}
 	if b, err := marshalDoc(doc); err != nil {
 		errs = append(errs, err)
-	} else if err := writeFile(dir, jsonFile, func(w io.Writer) error { _, err := w.Write(b); return err }); err != nil {
+	} else if err := outfile.Write(dir, jsonFile, func(w io.Writer) error { _, err := w.Write(b); return err }); err != nil {
 		errs = append(errs, err)
 	}
 	if len(errs) > 0 {

@@ -73,6 +73,7 @@ import (
 	"time"
 
 	"github.com/unwindd/unwindd/sdk"
+	"github.com/unwindd/unwindd/sdk/outfile"
 )
 
 // version is the plugin's version, in its Description.
@@ -94,7 +95,7 @@ type tracer struct {
 	prof      *profileBuilder
 	folded    *foldedBuilder
 	script    *scriptWriter
-	scriptTmp *os.File
+	scriptTmp *outfile.File
 	stacks    *stackTable // the distinct stacks, shared by the outputs
 	cur       sdk.Stack   // the stack being joined (kept here so that it does not escape per call)
 	counts    counts
@@ -149,7 +150,7 @@ func (t *tracer) start(cfg config) error {
 	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
 		return &sdk.ConfigError{Field: "out", Msg: err.Error()}
 	}
-	f, err := createTemp(cfg.Out, scriptFile)
+	f, err := outfile.Create(cfg.Out, scriptFile)
 	if err != nil {
 		return &sdk.ConfigError{Field: "out", Msg: err.Error()}
 	}
@@ -241,15 +242,15 @@ func (t *tracer) Close() error {
 	st := t.joiner.stats
 	dir := t.cfg.Out
 
-	errScript := commit(t.scriptTmp, dir, scriptFile, t.script.flush())
+	errScript := t.scriptTmp.Commit(t.script.flush())
 	var errProfile error
 	if p, err := t.prof.profile(t.now().UnixNano(), t.comments()); err != nil {
 		errProfile = fmt.Errorf("build %s: %w", profileFile, err)
 	} else {
-		errProfile = writeFile(dir, profileFile, p.Write)
+		errProfile = outfile.Write(dir, profileFile, p.Write)
 	}
-	errFolded := writeFile(dir, foldedFile, func(w io.Writer) error { _, err := t.folded.WriteTo(w); return err })
-	errFlame := writeFile(dir, flameFile, t.folded.writeFlame)
+	errFolded := outfile.Write(dir, foldedFile, func(w io.Writer) error { _, err := t.folded.WriteTo(w); return err })
+	errFlame := outfile.Write(dir, flameFile, t.folded.writeFlame)
 	err := errors.Join(errScript, errProfile, errFolded, errFlame)
 
 	fields := map[string]string{"out": dir}
