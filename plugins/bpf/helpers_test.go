@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"io/fs"
 	"os"
@@ -13,8 +12,6 @@ import (
 	"time"
 
 	"github.com/unwindd/unwindd/sdk"
-	pluginpb "github.com/unwindd/unwindd/sdk/proto"
-	"github.com/unwindd/unwindd/sdk/sdktest"
 )
 
 // fixtureTracefs is testdata/tracefs: two sched tracepoints of Linux 6.18
@@ -99,35 +96,6 @@ func describe(t *testing.T, block string) (*tracer, string, sdk.Description) {
 	return tr, dir, d
 }
 
-// call makes the tracer calls the SDK would make for items: a run of
-// events is one Events call.
-func call(t *testing.T, tr *tracer, items ...any) {
-	t.Helper()
-	ctx := context.Background()
-	var events []sdk.Event
-	flush := func() {
-		if len(events) > 0 {
-			must(t, tr.Events(ctx, events))
-			events = nil
-		}
-	}
-	for _, it := range items {
-		switch x := it.(type) {
-		case sdk.Event:
-			events = append(events, x)
-		case sdk.Stack:
-			flush()
-			must(t, tr.Stack(ctx, x))
-		case sdk.Lost:
-			flush()
-			must(t, tr.Lost(ctx, x))
-		default:
-			t.Fatalf("item of type %T", it)
-		}
-	}
-	flush()
-}
-
 func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
@@ -163,56 +131,4 @@ func mapNamed(t *testing.T, doc *jsonDoc, name string) *jsonMap {
 	}
 	t.Fatalf("bpf.json has no map %s", name)
 	return nil
-}
-
-// encode encodes items as the connection's next batch, with the events'
-// fields, which sdktest.Encoder leaves to its caller.
-func encode(enc *sdktest.Encoder, items []any) *pluginpb.Batch {
-	stripped := make([]any, len(items))
-	var counts []byte
-	var fields []*pluginpb.Field
-	for i, it := range items {
-		ev, ok := it.(sdk.Event)
-		if !ok {
-			stripped[i] = it
-			continue
-		}
-		counts = binary.AppendUvarint(counts, uint64(len(ev.Fields)))
-		for _, f := range ev.Fields {
-			fields = append(fields, fieldPB(f))
-		}
-		ev.Fields = nil
-		stripped[i] = ev
-	}
-	b := enc.Batch(stripped...)
-	if b.Events != nil {
-		b.Events.FieldCounts, b.Events.Fields = counts, fields
-	}
-	return b
-}
-
-// fieldPB is f on the wire.
-func fieldPB(f sdk.Field) *pluginpb.Field {
-	pf := &pluginpb.Field{Name: f.Name}
-	switch f.Kind {
-	case sdk.FieldInt:
-		pf.Value = &pluginpb.Field_Int{Int: f.Int}
-	case sdk.FieldUint:
-		pf.Value = &pluginpb.Field_Uint{Uint: f.Uint}
-	case sdk.FieldString:
-		pf.Value = &pluginpb.Field_Str{Str: []byte(f.Str)}
-	case sdk.FieldBytes:
-		pf.Value = &pluginpb.Field_Raw{Raw: f.Bytes}
-	}
-	return pf
-}
-
-// eventPB is ev as a Decide request carries it.
-func eventPB(ev sdk.Event) *pluginpb.Event {
-	pe := &pluginpb.Event{Kind: pluginpb.EventKind(ev.Kind), Name: []byte(ev.Name), TimeNs: ev.Time, Cpu: ev.CPU,
-		Pid: ev.PID, Tid: ev.TID, Comm: []byte(ev.Comm), Cookie: ev.Cookie}
-	for _, f := range ev.Fields {
-		pe.Fields = append(pe.Fields, fieldPB(f))
-	}
-	return pe
 }

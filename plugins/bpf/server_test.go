@@ -2,12 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
-	"io"
-	"os/exec"
 	"path/filepath"
 	"reflect"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -18,49 +14,17 @@ import (
 	"github.com/unwindd/unwindd/sdk/sdktest"
 )
 
-// buildPlugin builds the plugin into a temporary directory.
-func buildPlugin(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "unwindd-plugin-bpf")
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if out, err := exec.Command(gobin, "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // deliverAll sends items on one Deliver stream, in batches of at most n
 // items, each after the previous one's ack, and returns the acks.
 func deliverAll(t *testing.T, c pluginpb.TracerClient, items []any, n int) []uint64 {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	stream, err := c.Deliver(ctx)
-	if err != nil {
-		t.Fatalf("Deliver: %v", err)
-	}
 	enc := sdktest.NewEncoder()
-	var acks []uint64
+	var batches []*pluginpb.Batch
 	for len(items) > 0 {
 		k := min(n, len(items))
-		b := encode(enc, items[:k])
-		items = items[k:]
-		if err := stream.Send(b); err != nil {
-			t.Fatalf("send batch: %v", err)
-		}
-		ack, err := stream.Recv()
-		if err != nil {
-			t.Fatalf("batch %d: %v", b.GetSeq(), err)
-		}
-		acks = append(acks, ack.GetSeq())
+		batches, items = append(batches, enc.Batch(items[:k]...)), items[k:]
 	}
-	if err := stream.CloseSend(); err != nil {
-		t.Fatalf("CloseSend: %v", err)
-	}
-	if _, err := stream.Recv(); !errors.Is(err, io.EOF) {
-		t.Errorf("stream ended with %v, want EOF", err)
-	}
-	return acks
+	return sdktest.Deliver(t, c, batches...)
 }
 
 // TestPluginProcess builds the plugin, starts it as the host does
@@ -71,7 +35,7 @@ func TestPluginProcess(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and starts the plugin process")
 	}
-	p := sdktest.StartProcess(t, buildPlugin(t))
+	p := sdktest.StartProcess(t, sdktest.Build(t, ".", "unwindd-plugin-bpf"))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	dir := filepath.Join(t.TempDir(), "out")
@@ -105,9 +69,9 @@ func TestPluginProcess(t *testing.T) {
 	// Decide: only the write to fd 2 (@stacks is keyed by ustack) wants its
 	// stack.
 	resp, err := p.Remote.Client.Decide(ctx, &pluginpb.DecideRequest{Entries: []*pluginpb.DecideEntry{
-		{Key: 10, Pid: 100, Tid: 100, Events: []*pluginpb.Event{eventPB(enter("write", 1, 1, 0, 5)), eventPB(exit("write", 1, 5))}},
-		{Key: 20, Pid: 100, Tid: 100, Events: []*pluginpb.Event{eventPB(enter("write", 1, 2, 0, 5)), eventPB(exit("write", 1, 5))}},
-		{Key: 30, Pid: 100, Tid: 100, Events: []*pluginpb.Event{eventPB(enter("openat", 257, 0xffffff9c, 0, 0))}},
+		{Key: 10, Pid: 100, Tid: 100, Events: []*pluginpb.Event{sdktest.EventPB(enter("write", 1, 1, 0, 5)), sdktest.EventPB(exit("write", 1, 5))}},
+		{Key: 20, Pid: 100, Tid: 100, Events: []*pluginpb.Event{sdktest.EventPB(enter("write", 1, 2, 0, 5)), sdktest.EventPB(exit("write", 1, 5))}},
+		{Key: 30, Pid: 100, Tid: 100, Events: []*pluginpb.Event{sdktest.EventPB(enter("openat", 257, 0xffffff9c, 0, 0))}},
 	}})
 	if err != nil || !slices.Equal(resp.GetWant(), []uint64{20}) {
 		t.Errorf("Decide = %v, %v; want [20]", resp.GetWant(), err)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/unwindd/unwindd/sdk"
+	"github.com/unwindd/unwindd/sdk/sdktest"
 )
 
 // scenarioBlock is the config of the scenario: eight programs over
@@ -139,7 +140,7 @@ const scenarioText = `--- 2026-11-27T20:01:54.123Z exit ---
 func runScenario(t *testing.T, block string) (string, *jsonDoc, *tracer) {
 	t.Helper()
 	tr, dir, _ := describe(t, block)
-	call(t, tr, scenario()...)
+	sdktest.Call(t, tr, scenario()...)
 	must(t, tr.Close())
 	txt, doc := readOutputs(t, dir)
 	return txt, doc, tr
@@ -294,7 +295,7 @@ func TestDecide(t *testing.T) {
 func TestEvict(t *testing.T) {
 	tr, dir, _ := describe(t, "interval: 0\nmax_pending: 2\nprograms: [{probe: 'syscall:getpid', by: [tid, ustack]}]\n")
 	g := func(tid int32, cookie uint64) sdk.Event { return with(enter("getpid", 39), "app", 1, tid, cookie) }
-	call(t, tr,
+	sdktest.Call(t, tr,
 		g(1, 0xa), g(1, 0xa), g(2, 0xb), g(3, 0xc), // 0xa (two events) is evicted
 		stackOf(0xa, stackB), stackOf(0xb, stackB), g(4, 0xd), stackOf(0xc, stackA), stackOf(0xd, stackA),
 	)
@@ -340,7 +341,7 @@ func TestPendingBounded(t *testing.T) {
 // replaced by the latest; the exit section last.
 func TestInterval(t *testing.T) {
 	tr, dir, _ := describe(t, "interval: 100ms\nprograms: [{name: n, probe: 'syscall:getpid'}]\n")
-	call(t, tr, enter("getpid", 39))
+	sdktest.Call(t, tr, enter("getpid", 39))
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		b, _ := os.ReadFile(filepath.Join(dir, textFile))
@@ -356,7 +357,7 @@ func TestInterval(t *testing.T) {
 	if doc.Section != "interval" || doc.Interval < 2 || mapNamed(t, doc, "@n").Entries[0].Value != 1 {
 		t.Errorf("bpf.json during the run: %+v", doc)
 	}
-	call(t, tr, enter("getpid", 39))
+	sdktest.Call(t, tr, enter("getpid", 39))
 	must(t, tr.Close())
 	must(t, tr.Close()) // a second Close does nothing
 	txt, doc := readOutputs(t, dir)
@@ -372,12 +373,12 @@ func TestInterval(t *testing.T) {
 // the same config, and is refused with another.
 func TestDescribeAgain(t *testing.T) {
 	tr, dir, _ := describe(t, "programs: [{name: n, probe: 'syscall:getpid'}]\n")
-	call(t, tr, enter("getpid", 39))
+	sdktest.Call(t, tr, enter("getpid", 39))
 	cfg := []byte("out: " + dir + "\nprograms: [{name: n, probe: 'syscall:getpid'}]\n")
 	if _, err := tr.Describe(context.Background(), sdk.DescribeInfo{Config: cfg}); err != nil {
 		t.Fatalf("Describe again: %v", err)
 	}
-	call(t, tr, enter("getpid", 39))
+	sdktest.Call(t, tr, enter("getpid", 39))
 	if _, err := tr.Describe(context.Background(), sdk.DescribeInfo{Config: append(cfg, "interval: 1s\n"...)}); err == nil || !strings.Contains(err.Error(), "config differs") {
 		t.Errorf("Describe with another config: %v", err)
 	}
@@ -412,7 +413,7 @@ func TestCheck(t *testing.T) {
 	}
 	_, err = tr.Describe(context.Background(), sdk.DescribeInfo{Check: true, Config: []byte("out: " + dir + "\nprograms: [{probe: 'syscall:read', filter: 'comm == 1'}]")})
 	checkConfigError(t, err, "programs[0].filter", "found no matching overload")
-	call(t, tr, enter("write", 1, 1, 0, 1))
+	sdktest.Call(t, tr, enter("write", 1, 1, 0, 1))
 	want, _ := tr.Decide(context.Background(), []sdk.DecideEntry{{Events: []sdk.Event{enter("write", 1, 2, 0, 1)}}})
 	must(t, tr.Close())
 	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) || slices.Contains(want, true) {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/binary"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -10,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/unwindd/unwindd/sdk"
-	pluginpb "github.com/unwindd/unwindd/sdk/proto"
 	"github.com/unwindd/unwindd/sdk/sdktest"
 )
 
@@ -131,35 +129,6 @@ func checkDescription(t *testing.T, d sdk.Description) {
 	}
 }
 
-// call makes the tracer calls the SDK would make for items: a run of
-// events is one Events call.
-func call(t *testing.T, tr *tracer, items []any) {
-	t.Helper()
-	ctx := context.Background()
-	var events []sdk.Event
-	flush := func() {
-		if len(events) > 0 {
-			must(t, tr.Events(ctx, events))
-			events = nil
-		}
-	}
-	for _, it := range items {
-		switch x := it.(type) {
-		case sdk.Event:
-			events = append(events, x)
-		case sdk.Stack:
-			flush()
-			must(t, tr.Stack(ctx, x))
-		case sdk.Lost:
-			flush()
-			must(t, tr.Lost(ctx, x))
-		default:
-			t.Fatalf("item of type %T", it)
-		}
-	}
-	flush()
-}
-
 // runScenario runs the scenario through a tracer's methods into a fresh
 // directory, with the tracefs the tracer is given, and returns trace.txt.
 func runScenario(t *testing.T, tracefs func() fs.FS) (string, *tracer) {
@@ -174,7 +143,7 @@ func runScenario(t *testing.T, tracefs func() fs.FS) (string, *tracer) {
 	}
 	checkDescription(t, d)
 	for _, b := range scenarioBatches() {
-		call(t, tr, b)
+		sdktest.Call(t, tr, b...)
 	}
 	must(t, tr.Close())
 	out, err := os.ReadFile(filepath.Join(dir, traceFile))
@@ -189,41 +158,4 @@ func must(t *testing.T, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-}
-
-// encode encodes items as the connection's next batch, with the events'
-// fields, which sdktest.Encoder leaves to its caller.
-func encode(enc *sdktest.Encoder, items []any) *pluginpb.Batch {
-	stripped := make([]any, len(items))
-	var counts []byte
-	var fields []*pluginpb.Field
-	for i, it := range items {
-		ev, ok := it.(sdk.Event)
-		if !ok {
-			stripped[i] = it
-			continue
-		}
-		counts = binary.AppendUvarint(counts, uint64(len(ev.Fields)))
-		for _, f := range ev.Fields {
-			pf := &pluginpb.Field{Name: f.Name}
-			switch f.Kind {
-			case sdk.FieldInt:
-				pf.Value = &pluginpb.Field_Int{Int: f.Int}
-			case sdk.FieldUint:
-				pf.Value = &pluginpb.Field_Uint{Uint: f.Uint}
-			case sdk.FieldString:
-				pf.Value = &pluginpb.Field_Str{Str: []byte(f.Str)}
-			case sdk.FieldBytes:
-				pf.Value = &pluginpb.Field_Raw{Raw: f.Bytes}
-			}
-			fields = append(fields, pf)
-		}
-		ev.Fields = nil
-		stripped[i] = ev
-	}
-	b := enc.Batch(stripped...)
-	if b.Events != nil {
-		b.Events.FieldCounts, b.Events.Fields = counts, fields
-	}
-	return b
 }

@@ -5,19 +5,12 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/unwindd/unwindd/sdk"
 	pluginpb "github.com/unwindd/unwindd/sdk/proto"
@@ -28,32 +21,12 @@ import (
 // the previous one's ack, and returns the acks.
 func deliver(t *testing.T, c pluginpb.TracerClient) []uint64 {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	stream, err := c.Deliver(ctx)
-	if err != nil {
-		t.Fatalf("Deliver: %v", err)
-	}
 	enc := sdktest.NewEncoder()
-	var acks []uint64
+	var batches []*pluginpb.Batch
 	for _, items := range scenarioBatches() {
-		b := enc.Batch(items...)
-		if err := stream.Send(b); err != nil {
-			t.Fatalf("send batch: %v", err)
-		}
-		ack, err := stream.Recv()
-		if err != nil {
-			t.Fatalf("batch %d: %v", b.GetSeq(), err)
-		}
-		acks = append(acks, ack.GetSeq())
+		batches = append(batches, enc.Batch(items...))
 	}
-	if err := stream.CloseSend(); err != nil {
-		t.Fatalf("CloseSend: %v", err)
-	}
-	if _, err := stream.Recv(); !errors.Is(err, io.EOF) {
-		t.Errorf("stream ended with %v, want EOF", err)
-	}
-	return acks
+	return sdktest.Deliver(t, c, batches...)
 }
 
 // TestServer drives the tracer through the SDK's server over an in-process
@@ -61,22 +34,10 @@ func deliver(t *testing.T, c pluginpb.TracerClient) []uint64 {
 // decoder, and checks that the files are byte for byte those of calling
 // the tracer directly.
 func TestServer(t *testing.T) {
-	lis := bufconn.Listen(1 << 20)
-	srv := grpc.NewServer()
 	tr := newTracer()
 	tr.now = func() time.Time { return closeTime }
 	tr.stderr = io.Discard
-	pluginpb.RegisterTracerServer(srv, sdk.NewServer(tr, nil))
-	go srv.Serve(lis)
-	defer srv.Stop()
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	client := pluginpb.NewTracerClient(conn)
+	client := sdktest.Serve(t, tr)
 
 	dir := filepath.Join(t.TempDir(), "out")
 	desc, err := client.Describe(context.Background(), &pluginpb.DescribeRequest{Config: scenarioConfig(dir), HostVersion: "test"})
@@ -122,11 +83,7 @@ func TestPluginProcess(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and starts the plugin process")
 	}
-	bin := filepath.Join(t.TempDir(), "perf")
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if out, err := exec.Command(gobin, "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := sdktest.Build(t, ".", "perf")
 	proc := sdktest.StartProcess(t, bin)
 	remote := proc.Remote
 

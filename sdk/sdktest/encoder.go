@@ -54,8 +54,8 @@ func (c *column) u(v uint64) { *c = binary.AppendUvarint(*c, v) }
 func (c *column) s(v int64)  { *c = binary.AppendVarint(*c, v) }
 
 // Batch encodes items (sdk.Event, sdk.Stack or sdk.Lost values, in order)
-// as the connection's next batch. Event fields are not supported: it panics
-// on an event with fields, as on an item of another type.
+// as the connection's next batch, events with their fields. It panics on an
+// item of another type.
 func (e *Encoder) Batch(items ...any) *pluginpb.Batch {
 	e.seq++
 	b := &pluginpb.Batch{Seq: e.seq}
@@ -69,6 +69,9 @@ func (e *Encoder) Batch(items ...any) *pluginpb.Batch {
 		refIDs, refCookies, refPIDs, refTIDs, refTimes         column
 		nLoc, nEv, nRef                                        int
 		evTime, evCookie, refTime, refCookie, prevLoc          uint64
+		fieldCounts                                            column
+		fields                                                 []*pluginpb.Field
+		anyFields                                              bool
 	)
 	run := func(kind pluginpb.ItemKind) {
 		if n := len(b.Runs); n > 0 && pluginpb.ItemKind(b.Runs[n-1]&3) == kind {
@@ -92,8 +95,9 @@ func (e *Encoder) Batch(items ...any) *pluginpb.Batch {
 	for _, it := range items {
 		switch x := it.(type) {
 		case sdk.Event:
-			if len(x.Fields) > 0 {
-				panic("sdktest: Encoder: events with fields are not supported")
+			fieldCounts.u(uint64(len(x.Fields)))
+			for _, f := range x.Fields {
+				fields, anyFields = append(fields, FieldPB(f)), true
 			}
 			k := context{x.Kind, x.Name, x.Comm, x.CPU, x.PID, x.TID, x.Period}
 			id, ok := e.contexts[k]
@@ -183,9 +187,38 @@ func (e *Encoder) Batch(items ...any) *pluginpb.Batch {
 	}
 	if nEv > 0 {
 		b.Events = &pluginpb.Events{Count: uint32(nEv), Contexts: evCtx, TimeDeltas: evTimes, CookieDeltas: evCookies}
+		if anyFields {
+			b.Events.FieldCounts, b.Events.Fields = fieldCounts, fields
+		}
 	}
 	if nRef > 0 {
 		b.Refs = &pluginpb.StackRefs{Count: uint32(nRef), StackIds: refIDs, CookieDeltas: refCookies, Pids: refPIDs, Tids: refTIDs, TimeDeltas: refTimes}
 	}
 	return b
+}
+
+// FieldPB is f on the wire.
+func FieldPB(f sdk.Field) *pluginpb.Field {
+	pf := &pluginpb.Field{Name: f.Name}
+	switch f.Kind {
+	case sdk.FieldInt:
+		pf.Value = &pluginpb.Field_Int{Int: f.Int}
+	case sdk.FieldUint:
+		pf.Value = &pluginpb.Field_Uint{Uint: f.Uint}
+	case sdk.FieldString:
+		pf.Value = &pluginpb.Field_Str{Str: []byte(f.Str)}
+	case sdk.FieldBytes:
+		pf.Value = &pluginpb.Field_Raw{Raw: f.Bytes}
+	}
+	return pf
+}
+
+// EventPB is ev as a Decide request carries it.
+func EventPB(ev sdk.Event) *pluginpb.Event {
+	pe := &pluginpb.Event{Kind: pluginpb.EventKind(ev.Kind), Name: []byte(ev.Name), TimeNs: ev.Time, Cpu: ev.CPU,
+		Pid: ev.PID, Tid: ev.TID, Comm: []byte(ev.Comm), Cookie: ev.Cookie, Period: ev.Period}
+	for _, f := range ev.Fields {
+		pe.Fields = append(pe.Fields, FieldPB(f))
+	}
+	return pe
 }
