@@ -59,58 +59,44 @@ func parseConfig(b []byte) (config, error) {
 	if err != nil {
 		return config{}, err
 	}
-	var errs []error
-	bad := func(field, format string, args ...any) {
-		errs = append(errs, &sdk.ConfigError{Field: field, Msg: fmt.Sprintf(format, args...)})
-	}
-	seen := map[string]bool{}
-	for _, item := range m {
-		k, ok := item.Key.(string)
-		if !ok {
-			bad(keyField("", fmt.Sprint(item.Key)), "%s: keys are names (%s)", configblock.Show(item.Key), knownKeys)
-			continue
-		}
-		if seen[k] {
-			bad(keyField("", k), "%q given twice", k)
-			continue
-		}
-		seen[k] = true
-		v := item.Value
+	var errs configblock.Errors
+	bad := errs.Add
+	seen := configblock.Keys(m, "", knownKeys, bad, func(k, _ string, v any) {
 		switch k {
 		case "out":
 			s, ok := v.(string)
 			if !ok || s == "" {
 				bad(k, "want a directory, got %s", configblock.Show(v))
-				continue
+				return
 			}
 			c.Out = s
 		case "interval":
 			d, ok := duration(v)
 			if !ok || d < 0 || d > 0 && d < minInterval {
 				bad(k, "want 0 (print only at exit) or a duration of at least %v such as 10s, got %s", minInterval, configblock.Show(v))
-				continue
+				return
 			}
 			c.Interval = d
 		case "max_pending":
 			n, ok := configblock.Int(v)
 			if !ok || n < 1 || n > 1<<24 {
 				bad(k, "want a positive integer (at most %d), got %s", 1<<24, configblock.Show(v))
-				continue
+				return
 			}
 			c.MaxPending = int(n)
 		case "max_keys":
 			n, ok := configblock.Int(v)
 			if !ok || n < 1 || n > 1<<24 {
 				bad(k, "want a positive integer (at most %d), got %s", 1<<24, configblock.Show(v))
-				continue
+				return
 			}
 			c.MaxKeys = int(n)
 		case "programs":
 			c.Programs = parsePrograms(k, v, bad)
 		default:
-			bad(keyField("", k), "unknown key %q (known: %s)", k, knownKeys)
+			bad(configblock.Field("", k), "unknown key %q (known: %s)", k, knownKeys)
 		}
-	}
+	})
 	if !seen["out"] {
 		errs = append(errs, &sdk.ConfigError{Msg: "out is required (the directory to write bpf.txt and bpf.json to)"})
 	}
@@ -158,20 +144,7 @@ func parseProgram(field string, m yaml.MapSlice, bad func(field, format string, 
 		bad(f, format, args...)
 		ok = false
 	}
-	seen := map[string]bool{}
-	for _, item := range m {
-		k, isStr := item.Key.(string)
-		if !isStr {
-			fail(keyField(field, fmt.Sprint(item.Key)), "%s: keys are names (%s)", configblock.Show(item.Key), knownProgramKeys)
-			continue
-		}
-		f := keyField(field, k)
-		if seen[k] {
-			fail(f, "%q given twice", k)
-			continue
-		}
-		seen[k] = true
-		v := item.Value
+	seen := configblock.Keys(m, field, knownProgramKeys, fail, func(k, f string, v any) {
 		switch k {
 		case "name", "probe", "filter", "aggregate":
 			s, isStr := v.(string)
@@ -179,10 +152,10 @@ func parseProgram(field string, m yaml.MapSlice, bad func(field, format string, 
 			switch {
 			case !isStr || s == "":
 				fail(f, "want %s, got %s", wantOf[k], configblock.Show(v))
-				continue
+				return
 			case len(s) > maxExprLen:
 				fail(f, "%d bytes long: at most %d", len(s), maxExprLen)
-				continue
+				return
 			}
 			switch k {
 			case "name":
@@ -198,7 +171,7 @@ func parseProgram(field string, m yaml.MapSlice, bad func(field, format string, 
 			items, isList := v.([]any)
 			if v != nil && !isList {
 				fail(f, "want a list of keys such as [comm, ustack], got %s", configblock.Show(v))
-				continue
+				return
 			}
 			p.By = []string{} // given, possibly empty
 			for j, it := range items {
@@ -219,7 +192,7 @@ func parseProgram(field string, m yaml.MapSlice, bad func(field, format string, 
 		default:
 			fail(f, "unknown key %q (known: %s)", k, knownProgramKeys)
 		}
-	}
+	})
 	if !seen["probe"] {
 		fail(field, "probe is required (syscall:NAME, syscall_exit:NAME, tracepoint:GROUP:NAME or profile:hz:N)")
 	}
@@ -227,20 +200,6 @@ func parseProgram(field string, m yaml.MapSlice, bad func(field, format string, 
 		p.Aggregate = "count"
 	}
 	return p, ok
-}
-
-// keyField is the field path of key k in the mapping at parent ("" for
-// the block): parent.k, or parent itself when k cannot be part of a path
-// (it is empty or has a ".", "[" or "]"), so that the host can still find
-// the line; the message then names k.
-func keyField(parent, k string) string {
-	if k == "" || strings.ContainsAny(k, ".[]") {
-		return parent
-	}
-	if parent == "" {
-		return k
-	}
-	return parent + "." + k
 }
 
 // wantOf says what a program's string keys want, for error messages.

@@ -44,29 +44,15 @@ func parseConfig(b []byte) (config, error) {
 	if err != nil {
 		return config{}, err
 	}
-	var errs []error
-	bad := func(field, format string, args ...any) {
-		errs = append(errs, &sdk.ConfigError{Field: field, Msg: fmt.Sprintf(format, args...)})
-	}
-	seen := map[string]bool{}
-	for _, item := range m {
-		k, ok := item.Key.(string)
-		if !ok {
-			bad(fmt.Sprint(item.Key), "keys are names (%s)", knownKeys)
-			continue
-		}
-		if seen[k] {
-			bad(k, "given twice")
-			continue
-		}
-		seen[k] = true
-		v := item.Value
+	var errs configblock.Errors
+	bad := errs.Add
+	seen := configblock.Keys(m, "", knownKeys, bad, func(k, _ string, v any) {
 		switch k {
 		case "out":
 			s, ok := v.(string)
 			if !ok || s == "" {
 				bad(k, "want a directory, got %s", configblock.Show(v))
-				continue
+				return
 			}
 			c.Out = s
 		case "syscalls":
@@ -85,7 +71,7 @@ func parseConfig(b []byte) (config, error) {
 		default:
 			bad(k, "unknown key (known: %s)", knownKeys)
 		}
-	}
+	})
 	if c.Out == "" && !seen["out"] {
 		errs = append(errs, &sdk.ConfigError{Msg: "out is required (the directory to write trace.txt to)"})
 	}

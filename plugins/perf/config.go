@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/unwindd/unwindd/sdk"
@@ -35,43 +34,29 @@ func parseConfig(b []byte) (config, error) {
 	if err != nil {
 		return config{}, err
 	}
-	var errs []error
-	bad := func(key, format string, args ...any) {
-		errs = append(errs, &sdk.ConfigError{Field: key, Msg: fmt.Sprintf(format, args...)})
-	}
-	seen := map[string]bool{}
-	for _, item := range m {
-		k, ok := item.Key.(string)
-		if !ok {
-			bad(fmt.Sprint(item.Key), "keys are names (out, hz, max_pending, max_wait)")
-			continue
-		}
-		if seen[k] {
-			bad(k, "given twice")
-			continue
-		}
-		seen[k] = true
-		v := item.Value
+	var errs configblock.Errors
+	bad := errs.Add
+	seen := configblock.Keys(m, "", "out, hz, max_pending, max_wait", bad, func(k, _ string, v any) {
 		switch k {
 		case "out":
 			s, ok := v.(string)
 			if !ok || s == "" {
 				bad(k, "want a directory, got %s", configblock.Show(v))
-				continue
+				return
 			}
 			c.Out = s
 		case "hz":
 			n, ok := configblock.Int(v)
 			if !ok || n < 1 || n > maxHz {
 				bad(k, "want an integer from 1 to %d, got %s", maxHz, configblock.Show(v))
-				continue
+				return
 			}
 			c.Hz = uint32(n)
 		case "max_pending":
 			n, ok := configblock.Int(v)
 			if !ok || n < 1 || n > 1<<30 {
 				bad(k, "want a positive integer, got %s", configblock.Show(v))
-				continue
+				return
 			}
 			c.MaxPending = int(n)
 		case "max_wait":
@@ -79,13 +64,13 @@ func parseConfig(b []byte) (config, error) {
 			d, err := time.ParseDuration(s)
 			if err != nil || d <= 0 {
 				bad(k, "want a positive duration such as 10s, got %s", configblock.Show(v))
-				continue
+				return
 			}
 			c.MaxWait = d
 		default:
 			bad(k, "unknown key (known: out, hz, max_pending, max_wait)")
 		}
-	}
+	})
 	if c.Out == "" && !seen["out"] {
 		errs = append(errs, &sdk.ConfigError{Msg: "out is required (the directory to write profile.pb.gz, stacks.folded, perf.script.txt and flame.svg to)"})
 	}

@@ -10,6 +10,7 @@ package configblock
 import (
 	"fmt"
 	"math"
+	"strings"
 
 	"github.com/goccy/go-yaml"
 
@@ -55,4 +56,50 @@ func Show(v any) string {
 		return "a mapping"
 	}
 	return fmt.Sprintf("%q", fmt.Sprint(v))
+}
+
+// Errors collects a block's mistakes. Its Add has the shape the
+// validation helpers take as their report function.
+type Errors []error
+
+// Add records an *sdk.ConfigError at field.
+func (e *Errors) Add(field, format string, args ...any) {
+	*e = append(*e, &sdk.ConfigError{Field: field, Msg: fmt.Sprintf(format, args...)})
+}
+
+// Field is the path of key k in a block at parent ("programs[1]" gives
+// "programs[1].probe"; "" gives "probe"). A key the host could not place
+// (empty, or holding '.', '[' or ']') is reported at parent.
+func Field(parent, k string) string {
+	if k == "" || strings.ContainsAny(k, ".[]") {
+		return parent
+	}
+	if parent == "" {
+		return k
+	}
+	return parent + "." + k
+}
+
+// Keys walks the keys of m, a mapping at parent, in order, and calls fn
+// with each string key, its field path and its value, once: a key that is
+// not a string ("keys are names (known)") or is given twice is reported
+// through bad and skipped. It returns the keys fn was called with, for
+// the required ones to be checked.
+func Keys(m yaml.MapSlice, parent, known string, bad func(field, format string, args ...any), fn func(key, field string, v any)) map[string]bool {
+	seen := map[string]bool{}
+	for _, item := range m {
+		k, ok := item.Key.(string)
+		if !ok {
+			bad(Field(parent, fmt.Sprint(item.Key)), "%s: keys are names (%s)", Show(item.Key), known)
+			continue
+		}
+		f := Field(parent, k)
+		if seen[k] {
+			bad(f, "%q given twice", k)
+			continue
+		}
+		seen[k] = true
+		fn(k, f, item.Value)
+	}
+	return seen
 }

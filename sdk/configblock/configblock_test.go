@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/goccy/go-yaml"
 	"github.com/unwindd/unwindd/sdk"
 )
 
@@ -58,5 +59,38 @@ func TestIntShow(t *testing.T) {
 		if n != want[i].n || ok != want[i].ok || Show(it.Value) != want[i].show {
 			t.Errorf("%v: Int %d, %v; Show %s; want %d, %v, %s", it.Key, n, ok, Show(it.Value), want[i].n, want[i].ok, want[i].show)
 		}
+	}
+}
+
+func TestKeys(t *testing.T) {
+	m, err := Mapping([]byte("a: 1\n7: x\nb: 2\nx.y: 4\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The YAML parser refuses a repeated key itself; a decoded value can
+	// still hold one.
+	m = append(m[:3], yaml.MapItem{Key: "a", Value: 3}, m[3])
+	var errs Errors
+	var got []string
+	seen := Keys(m, "programs[0]", "a, b", errs.Add, func(k, f string, v any) { got = append(got, f+"="+Show(v)) })
+	if want := `programs[0].a="1" programs[0].b="2" programs[0]="4"`; strings.Join(got, " ") != want {
+		t.Errorf("keys walked: %q, want %q", strings.Join(got, " "), want)
+	}
+	if !seen["a"] || !seen["b"] || seen["c"] {
+		t.Errorf("seen %v", seen)
+	}
+	var msgs []string
+	for _, e := range errs {
+		var ce *sdk.ConfigError
+		if !errors.As(e, &ce) {
+			t.Fatalf("%v is not a ConfigError", e)
+		}
+		msgs = append(msgs, ce.Field+": "+ce.Msg)
+	}
+	if want := `programs[0].7: "7": keys are names (a, b)|programs[0].a: "a" given twice`; strings.Join(msgs, "|") != want {
+		t.Errorf("errors %q, want %q", strings.Join(msgs, "|"), want)
+	}
+	if Field("", "") != "" || Field("", "k") != "k" || Field("p", "a[1]") != "p" {
+		t.Error("Field")
 	}
 }
