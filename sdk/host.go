@@ -114,6 +114,19 @@ func (h *Host) Log(ctx context.Context, level Level, msg string, fields map[stri
 	return nil
 }
 
+// CloseLogTimeout bounds [Host.CloseLog]'s trip to the host: at Close the
+// host is shutting the plugin down, and kills it a couple of seconds after
+// asking it to stop.
+const CloseLogTimeout = 500 * time.Millisecond
+
+// CloseLog is [Host.LogOr] for a plugin's last words, at Close: the host
+// gets CloseLogTimeout to take the entry before it goes to w.
+func (h *Host) CloseLog(w io.Writer, level Level, msg string, fields map[string]string) {
+	ctx, cancel := context.WithTimeout(context.Background(), CloseLogTimeout)
+	defer cancel()
+	h.LogOr(ctx, w, level, msg, fields)
+}
+
 // LogOr writes one entry to the host's log as [Host.Log] does, or, when
 // the host cannot take it (a nil or unconnected Host, a host gone at
 // shutdown, ctx ended), to w as one line: msg, then "\tkey=value" for each

@@ -327,25 +327,11 @@ func (t *tracer) Close() error {
 	}
 	if t.werr != nil {
 		fields["error"] = t.werr.Error()
-		t.log(sdk.LevelError, "ftrace: write trace failed", fields)
+		t.host.CloseLog(t.stderr, sdk.LevelError, "ftrace: write trace failed", fields)
 		return t.werr
 	}
-	t.log(sdk.LevelInfo, "ftrace: wrote trace", fields)
+	t.host.CloseLog(t.stderr, sdk.LevelInfo, "ftrace: wrote trace", fields)
 	return nil
-}
-
-// closeLogTimeout bounds the summary's trip to the host at close: the host
-// is shutting the plugin down and kills it a couple of seconds after
-// asking it to stop.
-const closeLogTimeout = 500 * time.Millisecond
-
-// log writes one entry to the host's log, or, when the host cannot take it
-// within closeLogTimeout, to stderr (which go-plugin forwards to the host's
-// log as well).
-func (t *tracer) log(level sdk.Level, msg string, fields map[string]string) {
-	ctx, cancel := context.WithTimeout(context.Background(), closeLogTimeout)
-	defer cancel()
-	t.host.LogOr(ctx, t.stderr, level, msg, fields)
 }
 
 var _ interface {

@@ -267,25 +267,11 @@ func (t *tracer) Close() error {
 	}
 	if err != nil {
 		fields["error"] = err.Error()
-		t.log(sdk.LevelError, "perf: write profile failed", fields)
+		t.host.CloseLog(t.stderr, sdk.LevelError, "perf: write profile failed", fields)
 		return fmt.Errorf("perf: %w", err)
 	}
-	t.log(sdk.LevelInfo, "perf: wrote profile", fields)
+	t.host.CloseLog(t.stderr, sdk.LevelInfo, "perf: wrote profile", fields)
 	return nil
-}
-
-// closeLogTimeout bounds the summary's trip to the host at close: the host
-// is shutting the plugin down, its connection may be going, and it kills
-// the plugin a couple of seconds after asking it to stop.
-const closeLogTimeout = 500 * time.Millisecond
-
-// log writes one entry to the host's log, or, when the host cannot take it
-// within closeLogTimeout, to stderr (which go-plugin forwards to the host's
-// log as well).
-func (t *tracer) log(level sdk.Level, msg string, fields map[string]string) {
-	ctx, cancel := context.WithTimeout(context.Background(), closeLogTimeout)
-	defer cancel()
-	t.host.LogOr(ctx, t.stderr, level, msg, fields)
 }
 
 // comments are the profile's comments: where it came from and the counts.
