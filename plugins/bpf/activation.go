@@ -8,6 +8,7 @@ import (
 	"cel.dev/cel-go/interpreter"
 
 	"github.com/unwindd/unwindd/sdk"
+	"github.com/unwindd/unwindd/sdk/syscalls"
 )
 
 // activation is the CEL variables of one event for one program at a time:
@@ -157,7 +158,7 @@ func (a *activation) decode() {
 		case n == "id" || n == "__syscall_nr":
 		default:
 			if named == nil {
-				named, _ = argsOf(userName(a.ev.Name))
+				named, _ = argsOf(syscalls.UserName(a.ev.Name))
 			}
 			for j := range named {
 				if named[j].Name == n {
@@ -170,17 +171,6 @@ func (a *activation) decode() {
 	for i, r := range a.regs {
 		a.list[i] = int64(r)
 	}
-}
-
-// userName maps the kernel's name of a syscall ("newfstat") to the
-// syscall table's ("fstat").
-func userName(name string) string {
-	for user, k := range kernelNames {
-		if k == name {
-			return user
-		}
-	}
-	return name
 }
 
 // dynamic is args for a tracepoint whose format is not known: a map of the

@@ -14,19 +14,6 @@ type syscallArg struct {
 	CType string
 }
 
-// kernelNames are the system calls whose entry point, and so whose
-// syscalls:sys_enter_* tracepoint, the kernel names otherwise than the
-// syscall table does; an event that came from such a tracepoint carries
-// the kernel's name.
-var kernelNames = map[string]string{
-	"fstat":    "newfstat",
-	"lstat":    "newlstat",
-	"sendfile": "sendfile64",
-	"stat":     "newstat",
-	"umount2":  "umount",
-	"uname":    "newuname",
-}
-
 // argConv says how a 64-bit register becomes an argument's value: the
 // kernel's syscall wrappers cast it to the argument's C type, so bpftrace's
 // args.dfd of openat(AT_FDCWD, …) is -100, not 4294967196.

@@ -86,10 +86,10 @@ func parseProbe(s string) (probe, string) {
 		if rest == "*" {
 			return p, ""
 		}
-		if msg := checkSyscall(rest); msg != "" {
+		if msg := syscalls.Check(rest); msg != "" {
 			return p, msg
 		}
-		p.syscall, p.alt = rest, kernelNames[rest]
+		p.syscall, p.alt = rest, kernelAlt(rest)
 	case "tracepoint", "t":
 		group, name, ok := strings.Cut(rest, ":")
 		if !ok || group == "" || name == "" || strings.ContainsAny(name, ": \t/") || strings.ContainsAny(group, " \t/") {
@@ -105,11 +105,7 @@ func parseProbe(s string) (probe, string) {
 				}
 				probe = "syscall_exit"
 			}
-			for user, k := range kernelNames {
-				if k == bare {
-					bare = user
-				}
-			}
+			bare = syscalls.UserName(bare)
 			return p, fmt.Sprintf("the host delivers syscalls as syscall events: write %s:%s", probe, bare)
 		case group == "raw_syscalls":
 			return p, "the host delivers raw_syscalls as syscall events: write syscall:* or syscall_exit:*"
@@ -150,70 +146,11 @@ func tracepointFields(tracefs fs.FS, tp string) (fields []tpField, known bool, m
 	return fields, true, ""
 }
 
-// checkSyscall says what is wrong with a syscall name, or "".
-func checkSyscall(s string) string {
-	if isSyscall(s) {
-		return ""
+// kernelAlt is the kernel's name of syscall name when it differs from the
+// table's ("newfstat" for "fstat"), else "".
+func kernelAlt(name string) string {
+	if k := syscalls.KernelName(name); k != name {
+		return k
 	}
-	for user, kernel := range kernelNames {
-		if s == kernel {
-			return fmt.Sprintf("%q is the kernel's tracepoint name; the syscall is %q", s, user)
-		}
-	}
-	msg := fmt.Sprintf("no x86-64 syscall %q", s)
-	for _, prefix := range []string{"sys_enter_", "sys_exit_", "__x64_sys_", "sys_"} {
-		if bare, ok := strings.CutPrefix(s, prefix); ok && isSyscall(bare) {
-			return msg + fmt.Sprintf(" (did you mean %q?)", bare)
-		}
-	}
-	if near := nearestSyscall(s); near != "" {
-		msg += fmt.Sprintf(" (did you mean %q?)", near)
-	}
-	return msg
-}
-
-// isSyscall reports whether s names an x86-64 system call.
-func isSyscall(s string) bool {
-	for _, n := range syscalls.All() {
-		if n == s {
-			return true
-		}
-	}
-	return false
-}
-
-// nearestSyscall returns the syscall name closest to s, if one is within
-// two edits.
-func nearestSyscall(s string) string {
-	if len(s) > 64 {
-		return ""
-	}
-	best, bestD := "", 3
-	for _, n := range syscalls.All() {
-		if d := editDistance(s, n); d < bestD {
-			best, bestD = n, d
-		}
-	}
-	return best
-}
-
-// editDistance is the Levenshtein distance between a and b, in bytes.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
+	return ""
 }

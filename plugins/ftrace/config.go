@@ -56,7 +56,7 @@ func parseConfig(b []byte) (config, error) {
 			}
 			c.Out = s
 		case "syscalls":
-			c.Syscalls = stringList(k, v, bad, checkSyscall)
+			c.Syscalls = stringList(k, v, bad, syscalls.Check)
 		case "tracepoints":
 			c.Tracepoints = stringList(k, v, bad, checkTracepoint)
 		case "comm":
@@ -142,28 +142,6 @@ func pidList(key string, v any, bad func(field, format string, args ...any)) []i
 	return out
 }
 
-// checkSyscall says what is wrong with a syscall name, or "".
-func checkSyscall(s string) string {
-	if _, ok := syscallNumber(s); ok {
-		return ""
-	}
-	for user, kernel := range kernelNames {
-		if s == kernel {
-			return fmt.Sprintf("%q is the kernel's tracepoint name; the syscall is %q", s, user)
-		}
-	}
-	msg := fmt.Sprintf("no x86-64 syscall %q", s)
-	for _, prefix := range []string{"sys_enter_", "sys_exit_", "__x64_sys_", "sys_"} {
-		if bare, ok := strings.CutPrefix(s, prefix); ok && checkSyscall(bare) == "" {
-			return msg + fmt.Sprintf(" (did you mean %q?)", bare)
-		}
-	}
-	if near := nearestSyscall(s); near != "" {
-		msg += fmt.Sprintf(" (did you mean %q?)", near)
-	}
-	return msg
-}
-
 // checkTracepoint says what is wrong with a tracepoint name, or "".
 func checkTracepoint(s string) string {
 	group, name, ok := strings.Cut(s, ":")
@@ -174,50 +152,4 @@ func checkTracepoint(s string) string {
 		return fmt.Sprintf("%q: list syscalls under the syscalls key, by their names (openat)", s)
 	}
 	return ""
-}
-
-// syscallNumber returns the number of the syscall named s.
-func syscallNumber(s string) (int, bool) {
-	for nr, n := range syscalls.All() {
-		if n != "" && n == s {
-			return nr, true
-		}
-	}
-	return 0, false
-}
-
-// nearestSyscall returns the syscall name closest to s, if one is within
-// two edits.
-func nearestSyscall(s string) string {
-	best, bestD := "", 3
-	for _, n := range syscalls.All() {
-		if n == "" {
-			continue
-		}
-		if d := editDistance(s, n); d < bestD {
-			best, bestD = n, d
-		}
-	}
-	return best
-}
-
-// editDistance is the Levenshtein distance between a and b, in bytes.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

@@ -185,10 +185,7 @@ func kernelName(name string) string {
 			name = syscalls.Name(int64(n))
 		}
 	}
-	if k, ok := kernelNames[name]; ok {
-		return k
-	}
-	return name
+	return syscalls.KernelName(name)
 }
 
 // rawArg returns i for a raw_syscalls argument field "args[i]".

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/unwindd/unwindd/sdk"
+	"github.com/unwindd/unwindd/sdk/syscalls"
 )
 
 // testdata/kernel-trace.txt is the kernel's own text (Linux 6.18, made by
@@ -110,7 +111,7 @@ func kernelItems(t *testing.T, lines []string, rawShape bool) []any {
 		}
 		ev := sdk.Event{Comm: m[1], PID: tid, TID: tid, CPU: int32(dec(m[3])), Time: uint64(dec(m[5]))*1e9 + uint64(dec(m[6]))*1e3, Cookie: uint64(len(items) + 1)}
 		nr := func(name string) int64 {
-			n, ok := syscallNumber(name)
+			n, ok := syscalls.Number(name)
 			if !ok {
 				t.Fatalf("line %d: no syscall %q", i+1, name)
 			}

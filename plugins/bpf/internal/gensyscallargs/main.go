@@ -26,17 +26,6 @@ import (
 	"github.com/unwindd/unwindd/sdk/syscalls"
 )
 
-// kernelNames are the system calls whose tracepoints the kernel names
-// otherwise than the syscall table (its entry point's name).
-var kernelNames = map[string]string{
-	"fstat":    "newfstat",
-	"lstat":    "newlstat",
-	"sendfile": "sendfile64",
-	"stat":     "newstat",
-	"umount2":  "umount",
-	"uname":    "newuname",
-}
-
 // arg is one argument: its name and C type.
 type arg struct{ name, ctype string }
 
@@ -54,10 +43,7 @@ func main() {
 	table := map[string][]arg{}
 	var missing []string
 	for _, name := range x86Names() {
-		tp := name
-		if k, ok := kernelNames[name]; ok {
-			tp = k
-		}
+		tp := syscalls.KernelName(name)
 		b, err := fs.ReadFile(fsys, "events/syscalls/sys_enter_"+tp+"/format")
 		if err != nil {
 			missing = append(missing, name)
