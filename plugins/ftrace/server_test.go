@@ -16,18 +16,6 @@ import (
 	"github.com/unwindd/unwindd/sdk/sdktest"
 )
 
-// deliver sends the scenario's batches on one Deliver stream, each after
-// the previous one's ack, and returns the acks.
-func deliver(t *testing.T, c pluginpb.TracerClient) []uint64 {
-	t.Helper()
-	enc := sdktest.NewEncoder()
-	var batches []*pluginpb.Batch
-	for _, items := range scenarioBatches() {
-		batches = append(batches, enc.Batch(items...))
-	}
-	return sdktest.Deliver(t, c, batches...)
-}
-
 // TestServer drives the tracer through the SDK's server over an in-process
 // gRPC connection, so the scenario crosses the real wire format and
 // decoder, and checks that trace.txt is byte for byte that of calling the
@@ -48,7 +36,7 @@ func TestServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkDescription(t, d)
-	if acks := deliver(t, client); !slices.Equal(acks, []uint64{1, 2, 3}) {
+	if acks := sdktest.Deliver(t, client, sdktest.Batches(scenarioBatches()...)...); !slices.Equal(acks, []uint64{1, 2, 3}) {
 		t.Errorf("acks %v, want [1 2 3]", acks)
 	}
 	must(t, tr.Close()) // what sdk.Serve does once the host shuts the plugin down
@@ -113,7 +101,7 @@ func TestPluginProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkDescription(t, d)
-	if acks := deliver(t, remote.Client); !slices.Equal(acks, []uint64{1, 2, 3}) {
+	if acks := sdktest.Deliver(t, remote.Client, sdktest.Batches(scenarioBatches()...)...); !slices.Equal(acks, []uint64{1, 2, 3}) {
 		t.Errorf("acks %v, want [1 2 3]", acks)
 	}
 	// Not a Decider: a Decide call says no.

@@ -222,3 +222,14 @@ func EventPB(ev sdk.Event) *pluginpb.Event {
 	}
 	return pe
 }
+
+// Batches encodes each list of items as the next batch of one new
+// connection, for [Deliver].
+func Batches(items ...[]any) []*pluginpb.Batch {
+	e := NewEncoder()
+	out := make([]*pluginpb.Batch, len(items))
+	for i, it := range items {
+		out[i] = e.Batch(it...)
+	}
+	return out
+}
