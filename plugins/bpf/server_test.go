@@ -49,15 +49,8 @@ func TestPluginProcess(t *testing.T) {
 		t.Errorf("Describe with a type error: %v; config errors %v", err, ces)
 	}
 
-	desc, err := p.Remote.Client.Describe(ctx, &pluginpb.DescribeRequest{HostBrokerId: p.BrokerID, HostVersion: "test",
+	d := sdktest.Describe(t, p.Remote.Client, &pluginpb.DescribeRequest{HostBrokerId: p.BrokerID, HostVersion: "test",
 		Config: []byte("out: " + dir + "\n" + scenarioBlock)})
-	if err != nil {
-		t.Fatalf("Describe: %v", err)
-	}
-	d, err := sdk.DescriptionFromProto(desc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var subs []string
 	for _, s := range d.Subscriptions {
 		subs = append(subs, s.String())

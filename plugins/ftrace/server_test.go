@@ -27,14 +27,7 @@ func TestServer(t *testing.T) {
 	client := sdktest.Serve(t, tr)
 
 	dir := filepath.Join(t.TempDir(), "out")
-	desc, err := client.Describe(context.Background(), &pluginpb.DescribeRequest{Config: scenarioConfig(dir), HostVersion: "test"})
-	if err != nil {
-		t.Fatalf("Describe: %v", err)
-	}
-	d, err := sdk.DescriptionFromProto(desc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := sdktest.Describe(t, client, &pluginpb.DescribeRequest{Config: scenarioConfig(dir), HostVersion: "test"})
 	checkDescription(t, d)
 	if acks := sdktest.Deliver(t, client, sdktest.Batches(scenarioBatches()...)...); !slices.Equal(acks, []uint64{1, 2, 3}) {
 		t.Errorf("acks %v, want [1 2 3]", acks)
@@ -92,14 +85,7 @@ func TestPluginProcess(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "out")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	desc, err := remote.Client.Describe(ctx, &pluginpb.DescribeRequest{HostBrokerId: proc.BrokerID, Config: scenarioConfig(dir), HostVersion: "test"})
-	if err != nil {
-		t.Fatalf("Describe: %v", err)
-	}
-	d, err := sdk.DescriptionFromProto(desc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := sdktest.Describe(t, remote.Client, &pluginpb.DescribeRequest{HostBrokerId: proc.BrokerID, Config: scenarioConfig(dir), HostVersion: "test"})
 	checkDescription(t, d)
 	if acks := sdktest.Deliver(t, remote.Client, sdktest.Batches(scenarioBatches()...)...); !slices.Equal(acks, []uint64{1, 2, 3}) {
 		t.Errorf("acks %v, want [1 2 3]", acks)
@@ -127,22 +113,5 @@ func TestPluginProcess(t *testing.T) {
 
 	// The summary reaches the host: through its Log service, or, if the
 	// connection was already gone at close, through stderr.
-	const summary = "ftrace: wrote trace"
-	var logged string
-	for _, e := range proc.Logs() {
-		if e.GetMessage() == summary {
-			f := e.GetFields()
-			logged = "events=" + f["events"] + " stacks=" + f["stacks"] + " orphan_stacks=" + f["orphan_stacks"] + " lost_notices=" + f["lost_notices"]
-		}
-	}
-	via := "the host's Log service"
-	if logged == "" && strings.Contains(proc.Stderr(), summary) {
-		logged, via = proc.Stderr(), "stderr"
-	}
-	t.Logf("the summary came through %s", via)
-	for _, s := range []string{"events=17", "stacks=5", "orphan_stacks=1", "lost_notices=1"} {
-		if !strings.Contains(logged, s) {
-			t.Errorf("summary %q lacks %s (host log %d entries; stderr:\n%s)", logged, s, len(proc.Logs()), proc.Stderr())
-		}
-	}
+	proc.CheckSummary(t, "ftrace: wrote trace", map[string]string{"events": "17", "stacks": "5", "orphan_stacks": "1", "lost_notices": "1"})
 }

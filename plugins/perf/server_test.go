@@ -28,14 +28,7 @@ func TestServer(t *testing.T) {
 	client := sdktest.Serve(t, tr)
 
 	dir := filepath.Join(t.TempDir(), "out")
-	desc, err := client.Describe(context.Background(), &pluginpb.DescribeRequest{Config: scenarioConfig(dir), HostVersion: "test"})
-	if err != nil {
-		t.Fatalf("Describe: %v", err)
-	}
-	d, err := sdk.DescriptionFromProto(desc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := sdktest.Describe(t, client, &pluginpb.DescribeRequest{Config: scenarioConfig(dir), HostVersion: "test"})
 	checkDescription(t, d)
 	if acks := sdktest.Deliver(t, client, sdktest.Batches(scenarioBatches()...)...); !slices.Equal(acks, []uint64{1, 2, 3}) {
 		t.Errorf("acks %v, want [1 2 3]", acks)
@@ -55,7 +48,7 @@ func TestServer(t *testing.T) {
 	}
 
 	// A bad config is refused with the key named.
-	_, err = client.Describe(context.Background(), &pluginpb.DescribeRequest{Config: []byte("out: /x\nhz: fast")})
+	_, err := client.Describe(context.Background(), &pluginpb.DescribeRequest{Config: []byte("out: /x\nhz: fast")})
 	if err == nil || !strings.Contains(err.Error(), `config: hz: want an integer from 1 to 100000, got "fast"`) {
 		t.Errorf("Describe with a bad hz: %v", err)
 	}
@@ -76,16 +69,7 @@ func TestPluginProcess(t *testing.T) {
 	remote := proc.Remote
 
 	dir := filepath.Join(t.TempDir(), "out")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	desc, err := remote.Client.Describe(ctx, &pluginpb.DescribeRequest{HostBrokerId: proc.BrokerID, Config: scenarioConfig(dir), HostVersion: "test"})
-	if err != nil {
-		t.Fatalf("Describe: %v", err)
-	}
-	d, err := sdk.DescriptionFromProto(desc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := sdktest.Describe(t, remote.Client, &pluginpb.DescribeRequest{HostBrokerId: proc.BrokerID, Config: scenarioConfig(dir), HostVersion: "test"})
 	checkDescription(t, d)
 	if acks := sdktest.Deliver(t, remote.Client, sdktest.Batches(scenarioBatches()...)...); !slices.Equal(acks, []uint64{1, 2, 3}) {
 		t.Errorf("acks %v, want [1 2 3]", acks)
@@ -112,22 +96,5 @@ func TestPluginProcess(t *testing.T) {
 
 	// The summary reaches the host: through its Log service, or, if the
 	// connection was already gone at close, through stderr.
-	const summary = "perf: wrote profile"
-	var logged string
-	for _, e := range proc.Logs() {
-		if e.GetMessage() == summary {
-			f := e.GetFields()
-			logged = "samples=" + f["samples"] + " joined=" + f["joined"] + " lost=" + f["lost"] + " unjoined=" + f["unjoined"]
-		}
-	}
-	via := "the host's Log service"
-	if logged == "" && strings.Contains(proc.Stderr(), summary) {
-		logged, via = proc.Stderr(), "stderr"
-	}
-	t.Logf("the summary came through %s", via)
-	for _, s := range []string{"samples=6", "joined=3", "lost=1", "unjoined=2"} {
-		if !strings.Contains(logged, s) {
-			t.Errorf("summary %q lacks %s (host log %d entries; stderr:\n%s)", logged, s, len(proc.Logs()), proc.Stderr())
-		}
-	}
+	proc.CheckSummary(t, "perf: wrote profile", map[string]string{"samples": "6", "joined": "3", "lost": "1", "unjoined": "2"})
 }

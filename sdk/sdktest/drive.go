@@ -118,3 +118,20 @@ func Call(t testing.TB, tr sdk.Tracer, items ...any) {
 	}
 	flush()
 }
+
+// Describe calls Describe on c with req and returns the plugin's decoded
+// description; the test fails on an error.
+func Describe(t testing.TB, c pluginpb.TracerClient, req *pluginpb.DescribeRequest) sdk.Description {
+	t.Helper()
+	ctx, cancel := stdcontext.WithTimeout(stdcontext.Background(), 30*time.Second)
+	defer cancel()
+	desc, err := c.Describe(ctx, req)
+	if err != nil {
+		t.Fatalf("Describe: %v", err)
+	}
+	d, err := sdk.DescriptionFromProto(desc)
+	if err != nil {
+		t.Fatalf("Describe: %v", err)
+	}
+	return d
+}

@@ -5,6 +5,7 @@ import (
 	stdcontext "context"
 	"os/exec"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -109,4 +110,35 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
+}
+
+// CheckSummary checks the plugin's summary entry msg, which it writes with
+// Host.CloseLog at Close: through the Host service, its fields must hold
+// want; or, when the connection was already gone, on its stderr, the line
+// must hold each "key=value". It reports which way the entry came.
+func (p *Process) CheckSummary(t testing.TB, msg string, want map[string]string) {
+	t.Helper()
+	for _, e := range p.Logs() {
+		if e.GetMessage() != msg {
+			continue
+		}
+		for k, v := range want {
+			if got := e.GetFields()[k]; got != v {
+				t.Errorf("summary %q: %s=%q, want %q (fields %v)", msg, k, got, v, e.GetFields())
+			}
+		}
+		t.Logf("the summary came through the host's Log service")
+		return
+	}
+	stderr := p.Stderr()
+	if !strings.Contains(stderr, msg) {
+		t.Errorf("no summary %q: the host logged %d entries; stderr:\n%s", msg, len(p.Logs()), stderr)
+		return
+	}
+	for k, v := range want {
+		if !strings.Contains(stderr, k+"="+v) {
+			t.Errorf("summary %q on stderr lacks %s=%s:\n%s", msg, k, v, stderr)
+		}
+	}
+	t.Logf("the summary came through stderr")
 }
