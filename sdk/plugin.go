@@ -117,6 +117,10 @@ const (
 	streamWindow = 4 << 20
 	connWindow   = 8 << 20
 	ioBuffer     = 256 << 10
+	// maxMessage is the largest message a plugin takes. The host cuts a
+	// batch at about 1 MiB, but a batch holds at least one item, and one
+	// event may carry more than gRPC's default limit (4 MiB).
+	maxMessage = 64 << 20
 )
 
 // ServerOptions are the gRPC server options of a plugin: the flow-control
@@ -129,6 +133,7 @@ func ServerOptions() []grpc.ServerOption {
 		grpc.InitialConnWindowSize(connWindow),
 		grpc.WriteBufferSize(ioBuffer),
 		grpc.ReadBufferSize(ioBuffer),
+		grpc.MaxRecvMsgSize(maxMessage),
 	}
 }
 

@@ -251,3 +251,60 @@ func TestLoneEventIsSent(t *testing.T) {
 		t.Errorf("a lone event took %v", took)
 	}
 }
+
+// TestLargeEvents: events whose fields are large (a syscall's buffer, a
+// tracepoint's raw data) are delivered whole. A batch is bounded in bytes
+// as well as in items: 2048 events of 8 KiB once made a 16 MiB message,
+// past gRPC's default 4 MiB limit on the plugin's side, and the plugin's
+// stream broke on it as if the plugin had died.
+func TestLargeEvents(t *testing.T) {
+	eng, err := deferred.New(deferred.Options{Shards: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	s := spec("large", out, "MODE=never", "SUBS=sys:write")
+	s.OutboxSize = 1 << 14
+	r := start(t, eng, []Spec{s}, Options{})
+	waitFor(t, r.m, 20*time.Second, "plugin running", allRunning)
+	tk, err := eng.AddTask(77, 77, deferred.KindUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tk.Exit()
+	regs, snap, _ := synthStack(4, 0x500000)
+	buf := make([]byte, 8<<10)
+	for i := range buf {
+		buf[i] = byte(i)
+	}
+	const n = 6000
+	d := r.m.Dispatcher()
+	for i := range n {
+		if err := tk.Open(eng.Shard(0), regs, snap); err != nil {
+			t.Fatal(err)
+		}
+		d.Event(tk, Event{Kind: KindSyscallEnter, Name: "write", TimeNS: uint64(i), Comm: "big",
+			Fields: []Field{{Name: "fd", Kind: FieldInt, Int: 1}, {Name: "buf", Kind: FieldBytes, Bytes: buf}}})
+		d.EndEntry(tk)
+		tk.Close()
+	}
+	waitFor(t, r.m, 30*time.Second, "the events to be acknowledged", func(st []Stats) bool {
+		return st[0].ItemsSent == n && st[0].Acked == st[0].Batches || st[0].Crashes != 0
+	})
+	if err := r.stop(t); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	st := r.m.Stats()[0]
+	if st.Crashes != 0 || st.DroppedEvents != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	c := reports(t, out)["large"]
+	if len(c) != 1 {
+		t.Fatalf("%d reports, want 1", len(c))
+	}
+	checkClean(t, c[0])
+	if c[0].Events != n {
+		t.Errorf("plugin received %d events, want %d", c[0].Events, n)
+	}
+	t.Logf("%d events of %d KiB in %d batches", n, len(buf)>>10, st.Batches)
+}

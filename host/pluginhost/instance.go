@@ -329,7 +329,7 @@ func (in *instance) send() {
 		}
 		enc.add(&it)
 	fill:
-		for enc.len() < opts.BatchSize {
+		for !enc.batchFull(opts.BatchSize) {
 			if out.pop(&it) {
 				enc.add(&it)
 				continue
@@ -338,7 +338,7 @@ func (in *instance) send() {
 				break // the connection's first batch goes at once: a plugin's first callback does not wait for BatchDelay
 			}
 			timer.Reset(opts.BatchDelay)
-			for enc.len() < opts.BatchSize {
+			for !enc.batchFull(opts.BatchSize) {
 				if out.pop(&it) {
 					enc.add(&it)
 					continue

@@ -235,6 +235,13 @@ const (
 	stackBits    = 12
 )
 
+// maxBatchBytes bounds a batch in bytes, as BatchSize bounds it in items:
+// events carry their fields (a syscall's buffer, a tracepoint's raw data),
+// and a batch must stay well under what the plugin's gRPC server takes in
+// one message (sdk.ServerOptions; gRPC's default is 4 MiB). A batch is cut
+// once it passes the bound, so it ends at most one item past it.
+const maxBatchBytes = 1 << 20
+
 // The varint columns of a batch (see plugin.proto), indices into
 // encoder.col. An optional column whose values are all zero is not sent.
 const (
@@ -306,6 +313,7 @@ type encoder struct {
 	fields           []*pluginpb.Field
 	nEv, nRef, nLoc  int
 	items            int    // events and stacks
+	bytes            int    // about what the batch marshals to, at least
 	prevLoc          uint32 // the last location id in the stack definitions
 	evTime, evCookie uint64 // the last event's
 	refTime          uint64 // the last stack ref's
@@ -370,6 +378,10 @@ func (e *encoder) begin() {
 // len is the number of events and stacks in the batch.
 func (e *encoder) len() int { return e.items }
 
+// batchFull reports whether the batch holds what one batch may: maxItems items,
+// or about maxBatchBytes.
+func (e *encoder) batchFull(maxItems int) bool { return e.items >= maxItems || e.bytes >= maxBatchBytes }
+
 // empty reports whether the batch carries nothing.
 func (e *encoder) empty() bool { return len(e.b.Runs) == 0 && !e.b.ResetTables }
 
@@ -395,6 +407,7 @@ func (e *encoder) str(s string, slot int) uint32 {
 		id = uint32(len(e.strings) + 1)
 		e.strings[s] = id
 		e.b.Strings = append(e.b.Strings, []byte(s))
+		e.bytes += len(s) + 4
 	}
 	e.lastStr[slot], e.lastStrID[slot] = s, id
 	return id
@@ -413,8 +426,11 @@ func (e *encoder) event(ev *Event, pid, tid int32, cookie uint64) {
 	e.u(cEvFields, uint64(len(ev.Fields)))
 	e.evTime, e.evCookie = ev.TimeNS, cookie
 	for i := range ev.Fields {
-		e.fields = append(e.fields, fieldToPB(&ev.Fields[i]))
+		f := &ev.Fields[i]
+		e.fields = append(e.fields, fieldToPB(f))
+		e.bytes += len(f.Name) + len(f.Str) + len(f.Bytes) + 16
 	}
+	e.bytes += 12
 	e.nEv++
 	e.run(pluginpb.ItemKind_ITEM_KIND_EVENT)
 	e.items++
@@ -428,6 +444,7 @@ func (e *encoder) context(k *ctxKey) uint32 {
 		id = uint32(len(e.contexts) + 1)
 		e.contexts[*k] = id
 		e.ctxKinds = append(e.ctxKinds, byte(k.kind))
+		e.bytes += 16
 		e.u(cCtxName, uint64(name))
 		e.s(cCtxCPU, int64(k.cpu))
 		e.s(cCtxPID, int64(k.pid))
@@ -452,6 +469,7 @@ func (e *encoder) add(it *item) {
 
 // lostFirst puts a lost notice before every other item of the batch.
 func (e *encoder) lostFirst(l *pluginpb.Lost) {
+	e.bytes += 24 + 10*len(l.Cookies)
 	e.b.Lost = slices.Insert(e.b.Lost, 0, l)
 	if len(e.b.Runs) > 0 && pluginpb.ItemKind(e.b.Runs[0]&3) == pluginpb.ItemKind_ITEM_KIND_LOST {
 		e.b.Runs[0] += 4
@@ -485,6 +503,7 @@ func (e *encoder) stack(s *stack) {
 		e.u(cSdLength, uint64(len(s.pcs)))
 		e.sdTypes = append(e.sdTypes, s.types...)
 		e.sdEnds = append(e.sdEnds, byte(s.end))
+		e.bytes += 2 * len(s.pcs)
 		sid = e.stacks.put(slot, h, k)
 		e.defs++
 	}
@@ -494,6 +513,7 @@ func (e *encoder) stack(s *stack) {
 	e.s(cRefTID, int64(s.tid))
 	e.s(cRefTime, int64(s.timeNS-e.refTime))
 	e.refTime, e.refCookie = s.timeNS, s.cookie
+	e.bytes += 16
 	e.nRef++
 	e.run(pluginpb.ItemKind_ITEM_KIND_STACK)
 	e.items++
@@ -530,6 +550,7 @@ func (e *encoder) location(pid int32, pc uint64, ret bool) uint32 {
 	e.u(cLocMapping, uint64(mid))
 	e.u(cLocFunction, uint64(fid))
 	e.u(cLocOffset, l.FunctionOffset)
+	e.bytes += 8 + len(l.Mapping.BuildID)
 	e.nLoc++
 	return id
 }
@@ -588,7 +609,7 @@ func (e *encoder) clear() {
 		e.col[i] = e.col[i][:0]
 	}
 	e.ctxKinds, e.sdTypes, e.sdEnds, e.fields = e.ctxKinds[:0], e.sdTypes[:0], e.sdEnds[:0], e.fields[:0]
-	e.nz, e.items, e.nEv, e.nRef, e.nLoc, e.prevLoc, e.defs, e.refs = 0, 0, 0, 0, 0, 0, 0, 0
+	e.nz, e.items, e.bytes, e.nEv, e.nRef, e.nLoc, e.prevLoc, e.defs, e.refs = 0, 0, 0, 0, 0, 0, 0, 0, 0
 	e.evTime, e.evCookie, e.refTime, e.refCookie = 0, 0, 0, 0
 }
 

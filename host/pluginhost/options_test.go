@@ -2,6 +2,7 @@ package pluginhost
 
 import (
 	"encoding/binary"
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/unwindd/unwindd/arch/x86_64"
 	"github.com/unwindd/unwindd/host/deferred"
 	"github.com/unwindd/unwindd/sdk"
+	"google.golang.org/protobuf/proto"
 )
 
 func TestNewValidates(t *testing.T) {
@@ -324,5 +326,62 @@ func TestWants(t *testing.T) {
 		if got := m.Wants(); !reflect.DeepEqual(got, c.want) {
 			t.Errorf("%s: Wants() = %+v, want %+v", c.name, got, c.want)
 		}
+	}
+}
+
+// TestEncoderBytes: the encoder's running size is what bounds a batch in
+// bytes; the marshalled batch it bounds must not be much larger, whatever
+// the items (large fields, new strings, distinct stacks, references).
+func TestEncoderBytes(t *testing.T) {
+	pcs := func(i int) []uint64 {
+		p := make([]uint64, 16)
+		for j := range p {
+			p[j] = 0x7f0000000000 + uint64(i)*0x1000 + uint64(j)*0x40
+		}
+		return p
+	}
+	for _, tc := range []struct {
+		name string
+		add  func(e *encoder, i int)
+	}{
+		{"large fields", func(e *encoder, i int) {
+			e.event(&Event{Kind: KindSyscallEnter, Name: "write", TimeNS: uint64(i) << 30, Fields: []Field{
+				{Name: "buf", Kind: FieldBytes, Bytes: make([]byte, 3000+i%5000)}, {Name: "fd", Kind: FieldInt, Int: -1}}}, 1, 1, 0)
+		}},
+		{"new strings", func(e *encoder, i int) {
+			e.event(&Event{Kind: KindTracepoint, Name: fmt.Sprintf("group:tracepoint_%d", i), Comm: fmt.Sprintf("comm-%d", i), CPU: int32(i)}, int32(i), int32(i), uint64(i)<<40)
+		}},
+		{"distinct stacks", func(e *encoder, i int) {
+			s := newStack(16)
+			s.cookie, s.pid, s.tid, s.timeNS, s.end = uint64(i)<<33|1, int32(i), int32(i), uint64(i)<<31, x86_64.EndOutermost
+			copy(s.pcs, pcs(i))
+			for j := range s.types {
+				s.types[j] = byte(x86_64.TypeCFI)
+			}
+			e.stack(s)
+		}},
+		{"references", func(e *encoder, i int) {
+			s := newStack(16)
+			s.cookie, s.pid, s.tid, s.timeNS, s.end = uint64(i)<<33|1, 1, 1, uint64(i)<<31, x86_64.EndOutermost
+			copy(s.pcs, pcs(i%8))
+			for j := range s.types {
+				s.types[j] = byte(x86_64.TypeFramePointer)
+			}
+			e.stack(s)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			enc := newEncoder(fakeResolver{})
+			enc.begin()
+			n := 0
+			for ; !enc.batchFull(1 << 30); n++ {
+				tc.add(enc, n)
+			}
+			size := proto.Size(enc.finish(1))
+			t.Logf("%d items: estimated %d bytes, marshalled %d", n, enc.bytes, size)
+			if size > maxBatchBytes*5/4 {
+				t.Errorf("a batch cut at %d estimated bytes marshals to %d, past %d", enc.bytes, size, maxBatchBytes*5/4)
+			}
+		})
 	}
 }
