@@ -380,7 +380,9 @@ func (e *encoder) len() int { return e.items }
 
 // batchFull reports whether the batch holds what one batch may: maxItems items,
 // or about maxBatchBytes.
-func (e *encoder) batchFull(maxItems int) bool { return e.items >= maxItems || e.bytes >= maxBatchBytes }
+func (e *encoder) batchFull(maxItems int) bool {
+	return e.items >= maxItems || e.bytes >= maxBatchBytes
+}
 
 // empty reports whether the batch carries nothing.
 func (e *encoder) empty() bool { return len(e.b.Runs) == 0 && !e.b.ResetTables }
