@@ -261,6 +261,7 @@ func benchDeliver(b *testing.B, distinct bool, rate int, outbox bool, plainEnv s
 	host, plugin := selfCPU(b)-host0, procCPU(b, pid)-plugin0
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "stacks/s")
+	b.ReportMetric(float64(m.Stats()[0].Batches)/elapsed.Seconds(), "batches/s")
 	if rate > 0 {
 		b.ReportMetric(host.Seconds()/elapsed.Seconds(), "host-cores")
 		b.ReportMetric(plugin.Seconds()/elapsed.Seconds(), "plugin-cores")

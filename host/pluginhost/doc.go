@@ -29,8 +29,8 @@
 // # Delivery
 //
 // Per plugin connection, one sender goroutine batches the outbox
-// (Options.BatchSize items, or Options.BatchDelay after the first one),
-// numbers batches 1, 2, 3…, keeps at most Options.Window unacknowledged, and
+// (Options.BatchSize items or about 1 MiB, or Options.BatchDelay after the
+// first one; Options.FlowDelay while items flow), numbers batches 1, 2, 3…, keeps at most Options.Window unacknowledged, and
 // interns strings (event names, comms, function names, paths), event
 // contexts (what the events of one task on one cpu share), mappings,
 // locations and whole stacks as pprof does: a stack already sent on this

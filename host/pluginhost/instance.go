@@ -273,9 +273,14 @@ func (in *instance) takeLost() *pluginpb.Lost {
 }
 
 // send is the sender goroutine: it batches the outbox (BatchSize items, or
-// BatchDelay after the first), encoding each item into the batch as it
+// BatchDelay after the first; FlowDelay when the batch before held at
+// least BatchSize/8 items), encoding each item into the batch as it
 // takes it (interning stacks and strings), numbers batches and keeps at
-// most Window of them unacknowledged. The connection's first batch goes
+// most Window of them unacknowledged. A lone event waits BatchDelay; a
+// flow of them is carried by batches FlowDelay apart, each a few
+// wake-ups in both processes fewer than BatchDelay's would need (at
+// 200,000 stacks/s: 0.7 core with 2048-item batches, 2ms apart, against
+// 0.5 with 5ms, BenchmarkDeliver/steady200k-outbox-interned). The connection's first batch goes
 // as soon as the outbox is empty, without waiting for BatchDelay: a
 // plugin's first callback comes when it starts (BenchmarkStartup), and
 // the flow after that batches as before. (Sending at once whenever nothing
@@ -292,6 +297,7 @@ func (in *instance) send() {
 	defer timer.Stop()
 	out := in.outbox
 	var it item
+	flowing := false // the last batch held BatchSize/8 items or more
 	for {
 		enc.begin()
 		if !out.pop(&it) {
@@ -337,7 +343,11 @@ func (in *instance) send() {
 			if in.draining() || in.sent.Load() == 0 {
 				break // the connection's first batch goes at once: a plugin's first callback does not wait for BatchDelay
 			}
-			timer.Reset(opts.BatchDelay)
+			if flowing {
+				timer.Reset(opts.FlowDelay)
+			} else {
+				timer.Reset(opts.BatchDelay)
+			}
 			for !enc.batchFull(opts.BatchSize) {
 				if out.pop(&it) {
 					enc.add(&it)
@@ -359,6 +369,7 @@ func (in *instance) send() {
 			}
 			timer.Stop()
 		}
+		flowing = enc.len() >= opts.BatchSize/8
 		if err := in.sendBatch(enc, in.takeLost()); err != nil {
 			in.fail(err)
 			return

@@ -38,6 +38,8 @@ func TestNewValidates(t *testing.T) {
 		{"twice", []Spec{ok, ok}, Options{}, `plugin name "p" used twice`},
 		{"batch delay", []Spec{ok}, Options{BatchDelay: 6 * time.Millisecond}, "BatchDelay 6ms must be <= 5ms"},
 		{"batch size", []Spec{ok}, Options{BatchSize: -1}, "pluginhost: BatchSize must be >= 0"},
+		{"flow delay", []Spec{ok}, Options{FlowDelay: 6 * time.Millisecond}, "FlowDelay 6ms must be <= 5ms"},
+		{"flow delay under batch delay", []Spec{ok}, Options{BatchDelay: 3 * time.Millisecond, FlowDelay: 2 * time.Millisecond}, "FlowDelay 2ms must be >= BatchDelay 3ms"},
 		{"window", []Spec{ok}, Options{Window: -1}, "Window"},
 	}
 	for _, tc := range cases {
@@ -56,7 +58,7 @@ func TestNewValidates(t *testing.T) {
 		t.Fatal(err)
 	}
 	o := m.opts
-	if o.BatchSize != 2048 || o.BatchDelay != 2*time.Millisecond || o.Window != 16 || o.MaxQuickCrashes != 5 || o.DrainTimeout != 5*time.Second {
+	if o.BatchSize != 8192 || o.BatchDelay != 2*time.Millisecond || o.FlowDelay != 5*time.Millisecond || o.Window != 16 || o.MaxQuickCrashes != 5 || o.DrainTimeout != 5*time.Second {
 		t.Errorf("defaults: %+v", o)
 	}
 	if p := m.plugins[0].spec; p.OutboxSize != 8192 || p.DecideDeadline != 20*time.Millisecond {
