@@ -308,3 +308,49 @@ func TestLargeEvents(t *testing.T) {
 	}
 	t.Logf("%d events of %d KiB in %d batches", n, len(buf)>>10, st.Batches)
 }
+
+// TestFlowBatches: while items flow, batches are FlowDelay apart, not
+// BatchDelay: a flow of 100 events a millisecond for 300ms goes in about
+// 50 batches; with FlowDelay set to BatchDelay it took 103-107 (Go's
+// timers here fire a millisecond late: 2ms is about 3). The bound is one
+// batch per 4ms. (The sender cuts a batch when its timer fires; a busy
+// machine only makes batches larger and fewer.)
+func TestFlowBatches(t *testing.T) {
+	eng, err := deferred.New(deferred.Options{Shards: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := spec("flow", t.TempDir(), "MODE=never", "SUBS=sample")
+	s.OutboxSize = 1 << 16
+	opts := Options{BatchDelay: 2 * time.Millisecond, FlowDelay: 5 * time.Millisecond}
+	r := start(t, eng, []Spec{s}, opts)
+	waitFor(t, r.m, 20*time.Second, "plugin running", allRunning)
+	tk, err := eng.AddTask(77, 77, deferred.KindUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tk.Exit()
+	regs, snap, _ := synthStack(4, 0x500000)
+	d := r.m.Dispatcher()
+	const ms, perMS = 300, 100
+	began := time.Now()
+	for i := range ms {
+		for k := range perMS {
+			if err := tk.Open(eng.Shard(0), regs, snap); err != nil {
+				t.Fatal(err)
+			}
+			d.Event(tk, Event{Kind: KindSample, Name: "cpu-clock", TimeNS: uint64(i*perMS + k)})
+			d.EndEntry(tk)
+			tk.Close()
+		}
+		time.Sleep(time.Until(began.Add(time.Duration(i+1) * time.Millisecond)))
+	}
+	took := time.Since(began)
+	st := waitFor(t, r.m, 20*time.Second, "the flow to be acknowledged", func(st []Stats) bool {
+		return st[0].ItemsSent == ms*perMS && st[0].Acked == st[0].Batches
+	})[0]
+	t.Logf("%d events in %v: %d batches (%.0f items each)", ms*perMS, took.Round(time.Millisecond), st.Batches, float64(st.ItemsSent)/float64(st.Batches))
+	if limit := uint64(took / (4 * time.Millisecond)); st.Batches > limit {
+		t.Errorf("%d batches in %v; a flow's batches should be FlowDelay apart (at most %d)", st.Batches, took.Round(time.Millisecond), limit)
+	}
+}

@@ -272,9 +272,16 @@ func (in *instance) takeLost() *pluginpb.Lost {
 	return l
 }
 
+// flowItems is the size of a batch that says items flow, not trickle: the
+// next batch waits FlowDelay, not BatchDelay (or for an eighth of
+// BatchSize, if that is smaller). A batch costs hundreds of microseconds
+// of CPU on this machine, its items a microsecond or two each: from about
+// this many items, the batch's cost stops being the larger share.
+const flowItems = 64
+
 // send is the sender goroutine: it batches the outbox (BatchSize items, or
 // BatchDelay after the first; FlowDelay when the batch before held at
-// least BatchSize/8 items), encoding each item into the batch as it
+// least flowItems items), encoding each item into the batch as it
 // takes it (interning stacks and strings), numbers batches and keeps at
 // most Window of them unacknowledged. A lone event waits BatchDelay; a
 // flow of them is carried by batches FlowDelay apart, each a few
@@ -297,7 +304,8 @@ func (in *instance) send() {
 	defer timer.Stop()
 	out := in.outbox
 	var it item
-	flowing := false // the last batch held BatchSize/8 items or more
+	flowing := false // the last batch held flowItems items or more
+	flowAt := min(flowItems, max(opts.BatchSize/8, 1))
 	for {
 		enc.begin()
 		if !out.pop(&it) {
@@ -369,7 +377,7 @@ func (in *instance) send() {
 			}
 			timer.Stop()
 		}
-		flowing = enc.len() >= opts.BatchSize/8
+		flowing = enc.len() >= flowAt
 		if err := in.sendBatch(enc, in.takeLost()); err != nil {
 			in.fail(err)
 			return

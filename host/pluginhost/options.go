@@ -54,7 +54,8 @@ type Options struct {
 	// 5ms; 0 means 2ms.
 	BatchDelay time.Duration
 	// FlowDelay is the longest an item waits for its batch to fill while
-	// items flow: when the batch before held at least BatchSize/8 items.
+	// items flow: when the batch before held at least 64 items (or
+	// BatchSize/8, if fewer).
 	// Fewer, larger batches then carry the flow for less CPU
 	// (BenchmarkDeliver/steady200k*). It must be at least BatchDelay and
 	// at most 5ms; 0 means 5ms.
