@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/experimental"
 
 	pluginpb "github.com/unwindd/unwindd/sdk/proto"
 )
@@ -134,6 +135,7 @@ func ServerOptions() []grpc.ServerOption {
 		grpc.WriteBufferSize(ioBuffer),
 		grpc.ReadBufferSize(ioBuffer),
 		grpc.MaxRecvMsgSize(maxMessage),
+		experimental.BufferPool(new(bufferPool)),
 	}
 }
 
@@ -145,5 +147,6 @@ func DialOptions() []grpc.DialOption {
 		grpc.WithInitialConnWindowSize(connWindow),
 		grpc.WithWriteBufferSize(ioBuffer),
 		grpc.WithReadBufferSize(ioBuffer),
+		experimental.WithBufferPool(new(bufferPool)),
 	}
 }
