@@ -301,17 +301,23 @@ func procCPU(b *testing.B, pid int) time.Duration {
 // items, with the default batch size and window) over a plain gRPC stream on a Unix
 // socket to a process that only decodes and acknowledges them: no
 // go-plugin, no TLS, no engine, no outbox, no sdk decoding.
+//
+// The steady200k cases pace the sender at 200,000 entries/s, as
+// BenchmarkDeliver/steady200k-outbox* do theirs, and report the CPU of the
+// sending process and the server process: what the same payloads cost
+// without go-plugin, TLS, the outbox, its sender goroutine and the sdk.
 func BenchmarkRawGRPCStream(b *testing.B) {
 	for _, tc := range []struct {
 		name     string
 		distinct bool
-	}{{"distinct", true}, {"interned", false}} {
-		b.Run(tc.name, func(b *testing.B) { benchRaw(b, tc.distinct) })
+		rate     int
+	}{{"distinct", true, 0}, {"interned", false, 0}, {"steady200k", true, 200_000}, {"steady200k-interned", false, 200_000}} {
+		b.Run(tc.name, func(b *testing.B) { benchRaw(b, tc.distinct, tc.rate) })
 	}
 }
 
-func benchRaw(b *testing.B, distinct bool) {
-	conn := startRawServer(b)
+func benchRaw(b *testing.B, distinct bool, rate int) {
+	conn, pid := startRawServerPID(b)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	stream, err := pluginpb.NewTracerClient(conn).Deliver(ctx)
@@ -347,7 +353,9 @@ func benchRaw(b *testing.B, distinct bool) {
 	}()
 	enc, src := newEncoder(noResolver{}), newBenchSource(distinct)
 	var seq uint64
+	var batchStart time.Time
 	flush := func() {
+		defer func() { batchStart = time.Now() }()
 		seq++
 		slots <- struct{}{}
 		if err := stream.Send(enc.finish(seq)); err != nil {
@@ -360,6 +368,7 @@ func benchRaw(b *testing.B, distinct bool) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	start := time.Now()
+	host0, server0 := selfCPU(b), procCPU(b, pid)
 	enc.begin()
 	for i := range b.N {
 		_, _, pcs := src.entry(i)
@@ -380,6 +389,16 @@ func benchRaw(b *testing.B, distinct bool) {
 		if enc.len() >= batchItems {
 			flush()
 		}
+		if rate > 0 && i%256 == 255 {
+			// Batches as the outbox's sender cuts a flow's: full, or
+			// FlowDelay after their first item.
+			if enc.len() > 0 && time.Since(batchStart) >= defaults.FlowDelay {
+				flush()
+			}
+			if ahead := time.Until(start.Add(time.Duration(i+1) * time.Second / time.Duration(rate))); ahead > 0 {
+				time.Sleep(ahead)
+			}
+		}
 	}
 	if enc.len() > 0 {
 		flush()
@@ -390,8 +409,15 @@ func benchRaw(b *testing.B, distinct bool) {
 		}
 	}
 	elapsed := time.Since(start)
+	host, server := selfCPU(b)-host0, procCPU(b, pid)-server0
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "stacks/s")
+	b.ReportMetric(float64(seq)/elapsed.Seconds(), "batches/s")
+	if rate > 0 {
+		b.ReportMetric(host.Seconds()/elapsed.Seconds(), "host-cores")
+		b.ReportMetric(server.Seconds()/elapsed.Seconds(), "plugin-cores")
+		b.ReportMetric((host+server).Seconds()/elapsed.Seconds(), "cores")
+	}
 	if err := stream.CloseSend(); err != nil {
 		b.Fatal(err)
 	}
@@ -400,6 +426,12 @@ func benchRaw(b *testing.B, distinct bool) {
 // startRawServer starts the baseline's server process and returns a plain
 // gRPC client connection to it; both end with b.
 func startRawServer(b *testing.B) *grpc.ClientConn {
+	conn, _ := startRawServerPID(b)
+	return conn
+}
+
+// startRawServerPID is startRawServer, and the server's pid.
+func startRawServerPID(b *testing.B) (*grpc.ClientConn, int) {
 	sock := filepath.Join(b.TempDir(), "sock")
 	cmd := exec.Command(rawServer, sock)
 	stdin, err := cmd.StdinPipe()
@@ -425,7 +457,7 @@ func startRawServer(b *testing.B) *grpc.ClientConn {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { conn.Close() })
-	return conn
+	return conn, cmd.Process.Pid
 }
 
 // TestBenchPayloads checks that BenchmarkRawGRPCStream sends what
