@@ -311,10 +311,11 @@ func TestLargeEvents(t *testing.T) {
 
 // TestFlowBatches: while items flow, batches are FlowDelay apart, not
 // BatchDelay: a flow of 100 events a millisecond for 300ms goes in about
-// 50 batches; with FlowDelay set to BatchDelay it took 103-107 (Go's
-// timers here fire a millisecond late: 2ms is about 3). The bound is one
-// batch per 4ms. (The sender cuts a batch when its timer fires; a busy
-// machine only makes batches larger and fewer.)
+// 50 batches; with FlowDelay set to BatchDelay (1ms) it took 192-194 (Go's
+// timers here fire up to a millisecond late). The bound is one batch per
+// 4ms. (The sender cuts a batch when its timer fires; a busy
+// machine only makes batches larger and fewer.) Once the flow has stopped,
+// a lone event waits BatchDelay again, not FlowDelay.
 func TestFlowBatches(t *testing.T) {
 	eng, err := deferred.New(deferred.Options{Shards: 1})
 	if err != nil {
@@ -322,7 +323,7 @@ func TestFlowBatches(t *testing.T) {
 	}
 	s := spec("flow", t.TempDir(), "MODE=never", "SUBS=sample")
 	s.OutboxSize = 1 << 16
-	opts := Options{BatchDelay: 2 * time.Millisecond, FlowDelay: 5 * time.Millisecond}
+	opts := Options{BatchDelay: time.Millisecond, FlowDelay: 5 * time.Millisecond}
 	r := start(t, eng, []Spec{s}, opts)
 	waitFor(t, r.m, 20*time.Second, "plugin running", allRunning)
 	tk, err := eng.AddTask(77, 77, deferred.KindUser)
@@ -332,16 +333,19 @@ func TestFlowBatches(t *testing.T) {
 	defer tk.Exit()
 	regs, snap, _ := synthStack(4, 0x500000)
 	d := r.m.Dispatcher()
+	event := func(i int) {
+		if err := tk.Open(eng.Shard(0), regs, snap); err != nil {
+			t.Fatal(err)
+		}
+		d.Event(tk, Event{Kind: KindSample, Name: "cpu-clock", TimeNS: uint64(i)})
+		d.EndEntry(tk)
+		tk.Close()
+	}
 	const ms, perMS = 300, 100
 	began := time.Now()
 	for i := range ms {
 		for k := range perMS {
-			if err := tk.Open(eng.Shard(0), regs, snap); err != nil {
-				t.Fatal(err)
-			}
-			d.Event(tk, Event{Kind: KindSample, Name: "cpu-clock", TimeNS: uint64(i*perMS + k)})
-			d.EndEntry(tk)
-			tk.Close()
+			event(i*perMS + k)
 		}
 		time.Sleep(time.Until(began.Add(time.Duration(i+1) * time.Millisecond)))
 	}
@@ -352,5 +356,30 @@ func TestFlowBatches(t *testing.T) {
 	t.Logf("%d events in %v: %d batches (%.0f items each)", ms*perMS, took.Round(time.Millisecond), st.Batches, float64(st.ItemsSent)/float64(st.Batches))
 	if limit := uint64(took / (4 * time.Millisecond)); st.Batches > limit {
 		t.Errorf("%d batches in %v; a flow's batches should be FlowDelay apart (at most %d)", st.Batches, took.Round(time.Millisecond), limit)
+	}
+
+	// A lone event after a flow (a burst of 20 events, a batch of 16 or
+	// more) and a pause of 15ms is sent about BatchDelay after it came
+	// (1-2ms here), not FlowDelay (5-6ms).
+	var waits []time.Duration
+	for i := range 15 {
+		for k := range 20 {
+			event(k)
+		}
+		time.Sleep(15 * time.Millisecond)
+		sent := r.m.Stats()[0].ItemsSent
+		t0 := time.Now()
+		event(ms*perMS + i)
+		for r.m.Stats()[0].ItemsSent == sent {
+			if time.Since(t0) > 10*time.Second {
+				t.Fatal("a lone event was not sent within 10s")
+			}
+			time.Sleep(50 * time.Microsecond)
+		}
+		waits = append(waits, time.Since(t0))
+	}
+	t.Logf("lone events after a flow were sent after %v (median)", median(waits))
+	if m := median(waits); m > 3500*time.Microsecond {
+		t.Errorf("lone events after a flow waited %v (median); BatchDelay is %v, FlowDelay %v", m, opts.BatchDelay, opts.FlowDelay)
 	}
 }

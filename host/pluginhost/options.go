@@ -54,8 +54,9 @@ type Options struct {
 	// 5ms; 0 means 2ms.
 	BatchDelay time.Duration
 	// FlowDelay is the longest an item waits for its batch to fill while
-	// items flow: when the batch before held at least 64 items (or
-	// BatchSize/8, if fewer).
+	// items flow: when the batch before held at least 16 items (or
+	// BatchSize/8, if fewer) and the outbox has not been empty for
+	// FlowDelay since.
 	// Fewer, larger batches then carry the flow for less CPU
 	// (BenchmarkDeliver/steady200k*). It must be at least BatchDelay and
 	// at most 5ms; 0 means 5ms.
