@@ -129,24 +129,28 @@ const (
 // uses them; a host that serves the protocol by itself (a test harness, a
 // baseline) can too.
 func ServerOptions() []grpc.ServerOption {
+	pool := new(bufferPool)
 	return []grpc.ServerOption{
 		grpc.InitialWindowSize(streamWindow),
 		grpc.InitialConnWindowSize(connWindow),
 		grpc.WriteBufferSize(ioBuffer),
 		grpc.ReadBufferSize(ioBuffer),
 		grpc.MaxRecvMsgSize(maxMessage),
-		experimental.BufferPool(new(bufferPool)),
+		experimental.BufferPool(pool),
+		grpc.ForceServerCodecV2(codec{pool}),
 	}
 }
 
 // DialOptions are the host's gRPC dial options for a plugin connection, the
 // counterpart of [ServerOptions] (go-plugin's ClientConfig.GRPCDialOptions).
 func DialOptions() []grpc.DialOption {
+	pool := new(bufferPool)
 	return []grpc.DialOption{
 		grpc.WithInitialWindowSize(streamWindow),
 		grpc.WithInitialConnWindowSize(connWindow),
 		grpc.WithWriteBufferSize(ioBuffer),
 		grpc.WithReadBufferSize(ioBuffer),
-		experimental.WithBufferPool(new(bufferPool)),
+		experimental.WithBufferPool(pool),
+		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(codec{pool})),
 	}
 }
