@@ -73,7 +73,11 @@
 // consecutive events is one [Tracer.Events] call, each callback one
 // [Tracer.Stack], each overflow notice one [Tracer.Lost]. For any cookie the
 // events that carry it come before its stack. A batch is acknowledged to the
-// host once its calls have returned. A [Decider] (mode [ModeDecide]) is asked
+// host once its calls have returned. The host sends a batch when it holds
+// 8192 items or about 1 MiB, or when its first item has waited 2ms (5ms
+// while items flow), so a [Tracer.Events] call may carry thousands of
+// events, and a lone event arrives a few milliseconds after it happened.
+// A [Decider] (mode [ModeDecide]) is asked
 // about open entries under the host's deadline, possibly concurrently with
 // the delivery calls. A [Closer] is closed when the host shuts the plugin
 // down.
