@@ -360,7 +360,10 @@ func TestFlowBatches(t *testing.T) {
 
 	// A lone event after a flow (a burst of 20 events, a batch of 16 or
 	// more) and a pause of 15ms is sent about BatchDelay after it came
-	// (1-2ms here), not FlowDelay (5-6ms).
+	// (1-2ms here, 1.3ms median), not FlowDelay (5-6ms; 6.0ms median when
+	// the sender did not notice the pause). The bound leaves room for a
+	// loaded machine: a timer never fires early, so waiting FlowDelay
+	// cannot pass it.
 	var waits []time.Duration
 	for i := range 15 {
 		for k := range 20 {
@@ -379,7 +382,7 @@ func TestFlowBatches(t *testing.T) {
 		waits = append(waits, time.Since(t0))
 	}
 	t.Logf("lone events after a flow were sent after %v (median)", median(waits))
-	if m := median(waits); m > 3500*time.Microsecond {
+	if m := median(waits); m > 4500*time.Microsecond { // FlowDelay could not be under 5ms
 		t.Errorf("lone events after a flow waited %v (median); BatchDelay is %v, FlowDelay %v", m, opts.BatchDelay, opts.FlowDelay)
 	}
 }
