@@ -310,18 +310,34 @@ func procCPU(b *testing.B, pid int) time.Duration {
 // BenchmarkDeliver/steady200k-outbox* do theirs, and report the CPU of the
 // sending process and the server process: what the same payloads cost
 // without go-plugin, TLS, the outbox, its sender goroutine and the sdk.
+//
+// The sdk-* cases are the same with the sdk's decoding on the server's
+// side: the batches become calls of a tracer that does the test plugin's
+// work (rawserver with UNWINDD_RAW_SDK). Beside them, Deliver/outbox-*
+// measures what go-plugin, TLS, the outbox and its sender goroutine cost;
+// beside the plain cases, that and the sdk's decoding and the tracer.
 func BenchmarkRawGRPCStream(b *testing.B) {
 	for _, tc := range []struct {
 		name     string
 		distinct bool
 		rate     int
-	}{{"distinct", true, 0}, {"interned", false, 0}, {"steady200k", true, 200_000}, {"steady200k-interned", false, 200_000}} {
-		b.Run(tc.name, func(b *testing.B) { benchRaw(b, tc.distinct, tc.rate) })
+		sdk      bool
+	}{
+		{"distinct", true, 0, false}, {"interned", false, 0, false},
+		{"sdk-distinct", true, 0, true}, {"sdk-interned", false, 0, true},
+		{"steady200k", true, 200_000, false}, {"steady200k-interned", false, 200_000, false},
+		{"sdk-steady200k", true, 200_000, true}, {"sdk-steady200k-interned", false, 200_000, true},
+	} {
+		b.Run(tc.name, func(b *testing.B) { benchRaw(b, tc.distinct, tc.rate, tc.sdk) })
 	}
 }
 
-func benchRaw(b *testing.B, distinct bool, rate int) {
-	conn, pid := startRawServerPID(b)
+func benchRaw(b *testing.B, distinct bool, rate int, sdkDecode bool) {
+	var env []string
+	if sdkDecode {
+		env = append(env, "UNWINDD_RAW_SDK=1")
+	}
+	conn, pid := startRawServerPID(b, env...)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	stream, err := pluginpb.NewTracerClient(conn).Deliver(ctx)
@@ -432,10 +448,12 @@ func startRawServer(b *testing.B) *grpc.ClientConn {
 	return conn
 }
 
-// startRawServerPID is startRawServer, and the server's pid.
-func startRawServerPID(b *testing.B) (*grpc.ClientConn, int) {
+// startRawServerPID is startRawServer with env ("KEY=value") added to the
+// server's environment, and the server's pid.
+func startRawServerPID(b *testing.B, env ...string) (*grpc.ClientConn, int) {
 	sock := filepath.Join(b.TempDir(), "sock")
 	cmd := exec.Command(rawServer, sock)
+	cmd.Env = append(os.Environ(), env...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		b.Fatal(err)

@@ -1,7 +1,12 @@
 // Command rawserver is the baseline of BenchmarkRawGRPCStream: a process
 // that serves the Tracer service's Deliver stream on a plain gRPC server on
 // a Unix socket (no go-plugin, no TLS), and acknowledges every batch after
-// decoding it, and Decide (BenchmarkDecide's baseline). It prints "ready" when it listens and exits when stdin closes.
+// unmarshalling it, and Decide (BenchmarkDecide's baseline). With
+// UNWINDD_RAW_SDK=1 its Deliver is the sdk's own (sdk.NewServer), turning
+// each batch into calls of a tracer that does what the test plugin does in
+// the delivery benchmarks (counts events, checks and hashes stacks): the
+// same work on the plugin's side, without go-plugin and TLS. It prints
+// "ready" when it listens and exits when stdin closes.
 package main
 
 import (
@@ -12,6 +17,7 @@ import (
 	"net"
 	"os"
 	"runtime/pprof"
+	"sync"
 
 	"google.golang.org/grpc"
 
@@ -22,6 +28,53 @@ import (
 type server struct {
 	pluginpb.UnimplementedTracerServer
 }
+
+// sdkServer is the sdk's server for Deliver, server's for the rest.
+type sdkServer struct {
+	server
+	sdk *sdk.Server
+}
+
+func (s sdkServer) Deliver(stream pluginpb.Tracer_DeliverServer) error { return s.sdk.Deliver(stream) }
+
+// counter is the test plugin's work in the delivery benchmarks (its
+// UNWINDD_TEST_NOCHECK mode): count events; check, count and hash stacks.
+type counter struct {
+	mu             sync.Mutex
+	events, stacks uint64
+	sum            uint64
+	bad            uint64
+}
+
+func (c *counter) Describe(context.Context, sdk.DescribeInfo) (sdk.Description, error) {
+	return sdk.Description{Name: "rawserver", Version: "0"}, nil
+}
+
+func (c *counter) CopiesEvents() bool { return true }
+
+func (c *counter) Events(_ context.Context, evs []sdk.Event) error {
+	c.mu.Lock()
+	c.events += uint64(len(evs))
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *counter) Stack(_ context.Context, s sdk.Stack) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s.CheckValid() != nil {
+		c.bad++
+	}
+	c.stacks++
+	h := s.Cookie
+	for _, f := range s.Frames {
+		h = h*31 + f.Addr
+	}
+	c.sum += h
+	return nil
+}
+
+func (c *counter) Lost(context.Context, sdk.Lost) error { return nil }
 
 func (server) Deliver(s pluginpb.Tracer_DeliverServer) error {
 	for {
@@ -89,7 +142,11 @@ func main() {
 		}
 	}
 	s := grpc.NewServer(sdk.ServerOptions()...)
-	pluginpb.RegisterTracerServer(s, server{})
+	if os.Getenv("UNWINDD_RAW_SDK") != "" {
+		pluginpb.RegisterTracerServer(s, sdkServer{sdk: sdk.NewServer(&counter{}, nil)})
+	} else {
+		pluginpb.RegisterTracerServer(s, server{})
+	}
 	go func() {
 		io.Copy(io.Discard, os.Stdin)
 		s.Stop()
