@@ -281,22 +281,23 @@ func (in *instance) takeLost() *pluginpb.Lost {
 // wake-ups, its items a microsecond or two each.
 const flowItems = 16
 
-// send is the sender goroutine: it batches the outbox (BatchSize items, or
-// BatchDelay after the first; FlowDelay when the batch before held at
-// least flowItems items and the outbox has not been idle since), encoding each item into the batch as it
-// takes it (interning stacks and strings), numbers batches and keeps at
-// most Window of them unacknowledged. A lone event waits BatchDelay; a
-// flow of them is carried by batches FlowDelay apart, each a few
-// wake-ups in both processes fewer than BatchDelay's would need (at
-// 200,000 stacks/s: 0.7 core with 2048-item batches, 2ms apart, against
-// 0.5 with 5ms, BenchmarkDeliver/steady200k-outbox-interned). The connection's first batch goes
-// as soon as the outbox is empty, without waiting for BatchDelay: a
-// plugin's first callback comes when it starts (BenchmarkStartup), and
-// the flow after that batches as before. (Sending at once whenever nothing
-// is in flight, as Nagle's algorithm does, was measured: a lone event's
-// latency went from 2.9 to 0.7 ms, but interned throughput fell by a third
-// and steady CPU rose by a quarter, as batches shrank to what arrived
-// within one acknowledgement's round trip.)
+// send is the sender goroutine: it batches the outbox (BatchSize items or
+// about 1 MiB, or BatchDelay after the first; FlowDelay when the batch
+// before held at least flowItems items and the outbox has not been idle
+// since), encoding each item into the batch as it takes it (interning
+// stacks and strings), numbers batches and keeps at most Window of them
+// unacknowledged. A lone event waits BatchDelay; a flow of them is carried
+// by batches FlowDelay apart, each a few wake-ups in both processes fewer
+// than BatchDelay's would need (at 200,000 stacks/s: 0.7 core with
+// 2048-item batches 2ms apart, against 0.5 with 5ms,
+// BenchmarkDeliver/steady200k-outbox-interned). The connection's first
+// batch goes as soon as the outbox is empty, without waiting for
+// BatchDelay: a plugin's first callback comes when it starts
+// (BenchmarkStartup), and the flow after that batches as before. (Sending
+// at once whenever nothing is in flight, as Nagle's algorithm does, was
+// measured: a lone event's latency went from 2.9 to 0.7 ms, but interned
+// throughput fell by a third and steady CPU rose by a quarter, as batches
+// shrank to what arrived within one acknowledgement's round trip.)
 func (in *instance) send() {
 	defer close(in.senderDone)
 	opts := in.m.opts
