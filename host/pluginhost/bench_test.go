@@ -164,7 +164,8 @@ func benchManagerEnv(b *testing.B, log *zap.Logger, plainEnv string, env ...stri
 // delivery's, but for a few stores per entry.
 //
 // The -gogc100 cases run the plugin with Go's default GOGC instead of the
-// SDK's (sdk.TuneGC), beside the same case with it, in the same run.
+// SDK's (sdk.TuneGC), beside the same case with it, in the same run. The
+// *-source cases are the steady outbox cases' source alone (benchSourceOnly).
 func BenchmarkDeliver(b *testing.B) {
 	for _, tc := range []struct {
 		name     string
@@ -182,6 +183,14 @@ func BenchmarkDeliver(b *testing.B) {
 		{"steady5k-outbox-interned", false, 5_000, true, ""},
 	} {
 		b.Run(tc.name, func(b *testing.B) { benchDeliver(b, tc.distinct, tc.rate, tc.outbox, tc.env) })
+	}
+	// The steady outbox cases' source alone, beside them.
+	for _, tc := range []struct {
+		name     string
+		distinct bool
+		rate     int
+	}{{"steady200k-source", true, 200_000}, {"steady200k-source-interned", false, 200_000}, {"steady5k-source-interned", false, 5_000}} {
+		b.Run(tc.name, func(b *testing.B) { benchSourceOnly(b, tc.distinct, tc.rate) })
 	}
 }
 
@@ -210,24 +219,14 @@ func benchDeliver(b *testing.B, distinct bool, rate int, outbox bool, plainEnv s
 	// A paced source checks its pace every 1.28ms or so: every 256 entries
 	// at 200,000 a second.
 	pace := max(1, rate*256/200_000)
+	push := in.push
 	b.ReportAllocs()
 	b.ResetTimer()
 	start := time.Now()
 	host0, plugin0 := selfCPU(b), procCPU(b, pid)
 	for i := range b.N {
 		if outbox {
-			// As the raw benchmark builds them, per op: the events, then
-			// the stack copied into a pooled one (the encoder returns it).
-			_, _, pcs := src.entry(i)
-			cookie := benchCookie(i)
-			for k := range benchEvents {
-				in.push(item{kind: itemEvent, pid: 1, tid: 1, cookie: cookie, ev: benchEvent(i, k)})
-			}
-			s := newStack(len(pcs))
-			s.cookie, s.pid, s.tid, s.timeNS, s.end = cookie, 1, 1, uint64(time.Now().UnixNano()), x86_64.EndOutermost
-			copy(s.pcs, pcs)
-			copy(s.types, benchTypes)
-			in.push(item{kind: itemStack, pid: 1, tid: 1, cookie: cookie, st: s})
+			outboxEntry(src, i, push)
 		} else {
 			regs, snap, _ := src.entry(i)
 			if err := tk.Open(eng.Shard(0), regs, snap); err != nil {
@@ -271,6 +270,56 @@ func benchDeliver(b *testing.B, distinct bool, rate int, outbox bool, plainEnv s
 	b.ReportMetric(host.Seconds()/elapsed.Seconds(), "host-cores")
 	b.ReportMetric(plugin.Seconds()/elapsed.Seconds(), "plugin-cores")
 	b.ReportMetric((host+plugin).Seconds()/elapsed.Seconds(), "cores")
+}
+
+// outboxEntry builds entry i's items as the raw benchmark does, and hands
+// them to push: the events, then the stack copied into a pooled one (the
+// encoder returns it to the pool).
+func outboxEntry(src *benchSource, i int, push func(item)) {
+	_, _, pcs := src.entry(i)
+	cookie := benchCookie(i)
+	for k := range benchEvents {
+		push(item{kind: itemEvent, pid: 1, tid: 1, cookie: cookie, ev: benchEvent(i, k)})
+	}
+	s := newStack(len(pcs))
+	s.cookie, s.pid, s.tid, s.timeNS, s.end = cookie, 1, 1, uint64(time.Now().UnixNano()), x86_64.EndOutermost
+	copy(s.pcs, pcs)
+	copy(s.types, benchTypes)
+	push(item{kind: itemStack, pid: 1, tid: 1, cookie: cookie, st: s})
+}
+
+// benchSourceOnly is the steady outbox cases' source alone, their
+// baseline: the same items built at the same pace, each dropped (a stack
+// back to its pool) instead of pushed. What it costs is the benchmark's,
+// not delivery's; the steady cases' host-cores include it.
+func benchSourceOnly(b *testing.B, distinct bool, rate int) {
+	src := newBenchSource(distinct)
+	pace := max(1, rate*256/200_000)
+	var sink item
+	drop := func(it item) {
+		if it.st != nil {
+			freeStack(it.st)
+		}
+		sink = it
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	host0 := selfCPU(b)
+	for i := range b.N {
+		outboxEntry(src, i, drop)
+		if i%pace == pace-1 {
+			if ahead := time.Until(start.Add(time.Duration(i+1) * time.Second / time.Duration(rate))); ahead > 0 {
+				time.Sleep(ahead)
+			}
+		}
+	}
+	elapsed := time.Since(start)
+	host := selfCPU(b) - host0
+	b.StopTimer()
+	_ = sink
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "stacks/s")
+	b.ReportMetric(host.Seconds()/elapsed.Seconds(), "host-cores")
 }
 
 // selfCPU is the CPU time (user and system) this process has used.
