@@ -1,27 +1,15 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"io/fs"
-	"os"
 	"strings"
+
+	"github.com/unwindd/unwindd/sdk/tracefs"
 )
 
-// tracefsDirs are where tracefs is looked for, in order.
-var tracefsDirs = []string{"/sys/kernel/tracing", "/sys/kernel/debug/tracing"}
-
-// openTracefs returns the first tracefs directory whose events can be
-// listed, or nil: tracefs not mounted, or not readable by the plugin's
-// user (it is root's alone by default).
-func openTracefs() fs.FS {
-	for _, d := range tracefsDirs {
-		if _, err := os.ReadDir(d + "/events"); err == nil {
-			return os.DirFS(d)
-		}
-	}
-	return nil
-}
+// openTracefs returns tracefs, if its events can be listed by the plugin's
+// user (it is root's alone by default), or nil.
+func openTracefs() fs.FS { return tracefs.Open("events") }
 
 // fieldType is what a tracepoint field is to a CEL expression.
 type fieldType uint8
@@ -40,46 +28,32 @@ type tpField struct {
 }
 
 // parseTracepointFormat returns the fields of a tracefs format file
-// (events/GROUP/NAME/format) other than the common_ ones, and whether it
-// had any "field:" line at all.
+// (events/GROUP/NAME/format) other than the common ones, as CEL sees them,
+// and whether the file could be parsed.
 func parseTracepointFormat(b []byte) ([]tpField, bool) {
-	var out []tpField
-	found := false
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		decl, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "field:")
-		if !ok {
-			continue
-		}
-		found = true
-		decl, _, _ = strings.Cut(decl, ";")
-		decl = strings.TrimSpace(decl)
-		i := strings.LastIndexAny(decl, " *")
-		if i < 0 {
-			continue
-		}
-		name, ctype := decl[i+1:], strings.TrimSpace(decl[:i+1])
-		array := false
-		if j := strings.IndexByte(name, '['); j >= 0 {
-			name, array = name[:j], true
-		}
-		if name == "" || strings.HasPrefix(name, "common_") {
-			continue
-		}
-		char := strings.HasSuffix(strings.TrimSuffix(ctype, "[]"), "char")
-		f := tpField{Name: name, Type: fieldInt}
-		switch {
-		case strings.HasPrefix(ctype, "__data_loc"):
-			f.Type = fieldBytes
-			if char {
-				f.Type = fieldString
-			}
-		case array && char:
-			f.Type = fieldString
-		case array:
-			f.Type = fieldSkip
-		}
-		out = append(out, f)
+	f, err := tracefs.ParseFormat(b)
+	if err != nil {
+		return nil, false
 	}
-	return out, found
+	var out []tpField
+	for i := range f.Fields {
+		fd := &f.Fields[i]
+		if fd.Common {
+			continue
+		}
+		char := strings.HasSuffix(fd.Type, "char")
+		t := fieldInt
+		switch {
+		case fd.Dynamic && char:
+			t = fieldString
+		case fd.Dynamic:
+			t = fieldBytes
+		case fd.ArrayLen > 0 && char:
+			t = fieldString
+		case fd.ArrayLen > 0:
+			t = fieldSkip
+		}
+		out = append(out, tpField{Name: fd.Name, Type: t})
+	}
+	return out, true
 }

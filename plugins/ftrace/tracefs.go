@@ -1,27 +1,15 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"io/fs"
-	"os"
 	"strings"
+
+	"github.com/unwindd/unwindd/sdk/tracefs"
 )
 
-// tracefsDirs are where tracefs is looked for, in order.
-var tracefsDirs = []string{"/sys/kernel/tracing", "/sys/kernel/debug/tracing"}
-
-// openTracefs returns the first tracefs directory whose syscall events can
-// be listed, or nil: tracefs not mounted, or not readable by the plugin's
-// user (it is root's alone by default).
-func openTracefs() fs.FS {
-	for _, d := range tracefsDirs {
-		if _, err := os.ReadDir(d + "/events/syscalls"); err == nil {
-			return os.DirFS(d)
-		}
-	}
-	return nil
-}
+// openTracefs returns tracefs, if its syscall events can be listed by the
+// plugin's user (it is root's alone by default), or nil.
+func openTracefs() fs.FS { return tracefs.Open("events/syscalls") }
 
 // argNames gives the argument names of syscalls, read from tracefs's
 // events/syscalls/sys_enter_<name>/format on first use and cached (a
@@ -55,37 +43,22 @@ func (a *argNames) lookup(name string) ([]string, bool) {
 // parseFormatArgs returns the names of the non-common fields of a tracefs
 // format file after __syscall_nr, in order ("dfd", "filename", …): a
 // syscall's arguments (fields named "__…", which newer kernels add for the
-// strings arguments point to, are not arguments). The result is non-nil (a syscall without arguments
-// gives an empty slice) when the file has a __syscall_nr field, else nil.
+// strings arguments point to, are not arguments). The result is non-nil (a
+// syscall without arguments gives an empty slice) when the file parses and
+// has a __syscall_nr field, else nil.
 func parseFormatArgs(b []byte) []string {
-	var names []string
-	seenNR := false
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		decl, ok := strings.CutPrefix(line, "field:")
-		if !ok {
-			continue
-		}
-		decl, _, _ = strings.Cut(decl, ";")
-		f := strings.Fields(decl)
-		if len(f) == 0 {
-			continue
-		}
-		name := strings.TrimLeft(f[len(f)-1], "*")
-		if i := strings.IndexByte(name, '['); i >= 0 {
-			name = name[:i]
-		}
-		switch {
-		case name == "__syscall_nr":
-			seenNR = true
-			names = []string{}
-		case seenNR && !strings.HasPrefix(name, "common_") && !strings.HasPrefix(name, "__"):
-			names = append(names, name)
-		}
-	}
-	if !seenNR {
+	f, err := tracefs.ParseFormat(b)
+	if err != nil {
 		return nil
+	}
+	var names []string
+	for _, fd := range f.Fields {
+		switch {
+		case fd.Name == "__syscall_nr":
+			names = []string{}
+		case names != nil && !fd.Common && !strings.HasPrefix(fd.Name, "__"):
+			names = append(names, fd.Name)
+		}
 	}
 	return names
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/unwindd/unwindd/sdk"
 	"github.com/unwindd/unwindd/sdk/syscalls"
+	"github.com/unwindd/unwindd/sdk/tracefs"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/trace.golden")
@@ -336,11 +337,12 @@ func TestParseFormatArgs(t *testing.T) {
 			t.Errorf("%s: %q, want %q", c.name, got, c.want)
 		}
 	}
-	if got := parseFormatArgs([]byte("name: sched_switch\nformat:\n\tfield:int prev_pid;\n")); got != nil {
+	if got := parseFormatArgs([]byte("name: sched_switch\nformat:\n\tfield:int prev_pid;\toffset:8;\tsize:4;\tsigned:1;\n")); got != nil {
 		t.Errorf("a format without __syscall_nr: %q", got)
 	}
 	// Newer kernels add fields for the strings arguments point to.
-	if got := parseFormatArgs([]byte("\tfield:int __syscall_nr;\n\tfield:const char * filename;\n\tfield:__data_loc char[] __filename_val;\n")); !slices.Equal(got, []string{"filename"}) {
+	if got := parseFormatArgs([]byte("name: sys_enter_unlink\nformat:\n\tfield:int __syscall_nr;\toffset:8;\tsize:4;\tsigned:1;\n" +
+		"\tfield:const char * filename;\toffset:16;\tsize:8;\tsigned:0;\n\tfield:__data_loc char[] __filename_val;\toffset:24;\tsize:4;\tsigned:0;\n")); !slices.Equal(got, []string{"filename"}) {
 		t.Errorf("with a __filename_val field: %q", got)
 	}
 	a := newArgNames(fixtureTracefs())
@@ -357,7 +359,7 @@ func TestParseFormatArgs(t *testing.T) {
 func TestRealTracefs(t *testing.T) {
 	fsys := openTracefs()
 	if fsys == nil {
-		t.Skip("no readable tracefs at " + strings.Join(tracefsDirs, " or "))
+		t.Skip("no readable tracefs at " + strings.Join(tracefs.Dirs, " or "))
 	}
 	a := newArgNames(fsys)
 	found := 0

@@ -11,7 +11,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"flag"
 	"fmt"
@@ -22,6 +21,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/unwindd/unwindd/sdk/tracefs"
 
 	"github.com/unwindd/unwindd/sdk/syscalls"
 )
@@ -85,23 +86,16 @@ func x86Names() []string {
 // Fields named "__…", which newer kernels add for the strings arguments
 // point to, are not arguments.
 func parseFormat(b []byte) (args []arg, ok bool) {
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		decl, found := strings.CutPrefix(strings.TrimSpace(sc.Text()), "field:")
-		if !found {
-			continue
-		}
-		decl, _, _ = strings.Cut(decl, ";")
-		i := strings.LastIndexAny(decl, " *")
-		if i < 0 {
-			continue
-		}
-		name, ctype := decl[i+1:], strings.TrimSpace(decl[:i+1])
+	f, err := tracefs.ParseFormat(b)
+	if err != nil {
+		return nil, false
+	}
+	for _, fd := range f.Fields {
 		switch {
-		case name == "__syscall_nr":
+		case fd.Name == "__syscall_nr":
 			ok = true
-		case ok && !strings.HasPrefix(name, "__"):
-			args = append(args, arg{name, ctype})
+		case ok && !strings.HasPrefix(fd.Name, "__"):
+			args = append(args, arg{fd.Name, fd.Type})
 		}
 	}
 	return args, ok
