@@ -64,12 +64,7 @@ func parseConfig(b []byte) (config, error) {
 	seen := configblock.Keys(m, "", knownKeys, bad, func(k, _ string, v any) {
 		switch k {
 		case "out":
-			s, ok := v.(string)
-			if !ok || s == "" {
-				bad(k, "want a directory, got %s", configblock.Show(v))
-				return
-			}
-			c.Out = s
+			c.Out = configblock.Dir(k, v, bad)
 		case "interval":
 			d, ok := duration(v)
 			if !ok || d < 0 || d > 0 && d < minInterval {

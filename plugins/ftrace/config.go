@@ -49,12 +49,7 @@ func parseConfig(b []byte) (config, error) {
 	seen := configblock.Keys(m, "", knownKeys, bad, func(k, _ string, v any) {
 		switch k {
 		case "out":
-			s, ok := v.(string)
-			if !ok || s == "" {
-				bad(k, "want a directory, got %s", configblock.Show(v))
-				return
-			}
-			c.Out = s
+			c.Out = configblock.Dir(k, v, bad)
 		case "syscalls":
 			c.Syscalls = stringList(k, v, bad, syscalls.Check)
 		case "tracepoints":

@@ -39,12 +39,7 @@ func parseConfig(b []byte) (config, error) {
 	seen := configblock.Keys(m, "", "out, hz, max_pending, max_wait", bad, func(k, _ string, v any) {
 		switch k {
 		case "out":
-			s, ok := v.(string)
-			if !ok || s == "" {
-				bad(k, "want a directory, got %s", configblock.Show(v))
-				return
-			}
-			c.Out = s
+			c.Out = configblock.Dir(k, v, bad)
 		case "hz":
 			n, ok := configblock.Int(v)
 			if !ok || n < 1 || n > maxHz {

@@ -44,6 +44,18 @@ func Int(v any) (int64, bool) {
 	return 0, false
 }
 
+// Dir returns v, a decoded YAML value at field, as a directory path: a
+// string, not empty. Anything else is reported through bad ("want a
+// directory") and gives "". The built-in plugins' "out" key is one.
+func Dir(field string, v any, bad func(field, format string, args ...any)) string {
+	s, ok := v.(string)
+	if !ok || s == "" {
+		bad(field, "want a directory, got %s", Show(v))
+		return ""
+	}
+	return s
+}
+
 // Show describes v, a decoded YAML value, for an error message: "nothing",
 // "a list", "a mapping", or the value quoted.
 func Show(v any) string {

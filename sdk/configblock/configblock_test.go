@@ -94,3 +94,27 @@ func TestKeys(t *testing.T) {
 		t.Error("Field")
 	}
 }
+
+func TestDir(t *testing.T) {
+	for _, tc := range []struct {
+		v       any
+		want    string
+		wantErr string
+	}{
+		{"/tmp/out", "/tmp/out", ""},
+		{"", "", `out: want a directory, got ""`},
+		{nil, "", "out: want a directory, got nothing"},
+		{int64(3), "", `out: want a directory, got "3"`},
+		{[]any{"a"}, "", "out: want a directory, got a list"},
+	} {
+		var errs Errors
+		got := Dir("out", tc.v, errs.Add)
+		var msg string
+		if len(errs) > 0 {
+			msg = errs[0].Error()
+		}
+		if got != tc.want || !strings.Contains(msg, tc.wantErr) || (tc.wantErr == "") != (len(errs) == 0) {
+			t.Errorf("Dir(%#v) = %q, errors %v; want %q, %q", tc.v, got, errs, tc.want, tc.wantErr)
+		}
+	}
+}
