@@ -222,29 +222,53 @@ func TestExactlyOnce(t *testing.T) {
 	}
 }
 
-// TestLoneEventIsSent: a single event does not wait for its batch to fill;
-// it leaves within BatchDelay (plus scheduling).
-func TestLoneEventIsSent(t *testing.T) {
+// single is a Manager running one plugin, and one task of the engine whose
+// entries each carry one event: what the tests of batching drive.
+type single struct {
+	r    *running
+	eng  *deferred.Engine
+	tk   *deferred.Task
+	d    *Dispatcher
+	regs x86_64.Regs
+	snap *x86_64.Snapshot
+}
+
+// startOne starts s with opts and waits until it runs.
+func startOne(t *testing.T, s Spec, opts Options) *single {
+	t.Helper()
 	eng, err := deferred.New(deferred.Options{Shards: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := start(t, eng, []Spec{spec("lone", t.TempDir(), "MODE=never", "SUBS=sample")}, Options{BatchDelay: 3 * time.Millisecond})
+	r := start(t, eng, []Spec{s}, opts)
 	waitFor(t, r.m, 20*time.Second, "plugin running", allRunning)
 	tk, err := eng.AddTask(77, 77, deferred.KindUser)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tk.Exit()
+	t.Cleanup(func() { tk.Exit() }) // before start's cleanup stops the Manager
 	regs, snap, _ := synthStack(4, 0x500000)
-	if err := tk.Open(eng.Shard(0), regs, snap); err != nil {
+	return &single{r: r, eng: eng, tk: tk, d: r.m.Dispatcher(), regs: regs, snap: snap}
+}
+
+// entry opens an entry of the task, dispatches ev in it and closes it.
+func (o *single) entry(t *testing.T, ev Event) {
+	t.Helper()
+	if err := o.tk.Open(o.eng.Shard(0), o.regs, o.snap); err != nil {
 		t.Fatal(err)
 	}
-	d := r.m.Dispatcher()
+	o.d.Event(o.tk, ev)
+	o.d.EndEntry(o.tk)
+	o.tk.Close()
+}
+
+// TestLoneEventIsSent: a single event does not wait for its batch to fill;
+// it leaves within BatchDelay (plus scheduling).
+func TestLoneEventIsSent(t *testing.T) {
+	one := startOne(t, spec("lone", t.TempDir(), "MODE=never", "SUBS=sample"), Options{BatchDelay: 3 * time.Millisecond})
+	r := one.r
 	began := time.Now()
-	d.Event(tk, Event{Kind: KindSample, Name: "cpu-clock"})
-	d.EndEntry(tk)
-	tk.Close()
+	one.entry(t, Event{Kind: KindSample, Name: "cpu-clock"})
 	waitFor(t, r.m, 5*time.Second, "the event to be acknowledged", func(st []Stats) bool { return st[0].ItemsSent == 1 && st[0].Acked == 1 })
 	t.Logf("one event sent and acknowledged %v after it was dispatched", time.Since(began))
 	if took := time.Since(began); took > time.Second {
@@ -258,35 +282,19 @@ func TestLoneEventIsSent(t *testing.T) {
 // past gRPC's default 4 MiB limit on the plugin's side, and the plugin's
 // stream broke on it as if the plugin had died.
 func TestLargeEvents(t *testing.T) {
-	eng, err := deferred.New(deferred.Options{Shards: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := t.TempDir()
 	s := spec("large", out, "MODE=never", "SUBS=sys:write")
 	s.OutboxSize = 1 << 14
-	r := start(t, eng, []Spec{s}, Options{})
-	waitFor(t, r.m, 20*time.Second, "plugin running", allRunning)
-	tk, err := eng.AddTask(77, 77, deferred.KindUser)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tk.Exit()
-	regs, snap, _ := synthStack(4, 0x500000)
+	one := startOne(t, s, Options{})
+	r := one.r
 	buf := make([]byte, 8<<10)
 	for i := range buf {
 		buf[i] = byte(i)
 	}
 	const n = 6000
-	d := r.m.Dispatcher()
 	for i := range n {
-		if err := tk.Open(eng.Shard(0), regs, snap); err != nil {
-			t.Fatal(err)
-		}
-		d.Event(tk, Event{Kind: KindSyscallEnter, Name: "write", TimeNS: uint64(i), Comm: "big",
+		one.entry(t, Event{Kind: KindSyscallEnter, Name: "write", TimeNS: uint64(i), Comm: "big",
 			Fields: []Field{{Name: "fd", Kind: FieldInt, Int: 1}, {Name: "buf", Kind: FieldBytes, Bytes: buf}}})
-		d.EndEntry(tk)
-		tk.Close()
 	}
 	waitFor(t, r.m, 30*time.Second, "the events to be acknowledged", func(st []Stats) bool {
 		return st[0].ItemsSent == n && st[0].Acked == st[0].Batches || st[0].Crashes != 0
@@ -317,30 +325,12 @@ func TestLargeEvents(t *testing.T) {
 // machine only makes batches larger and fewer.) Once the flow has stopped,
 // a lone event waits BatchDelay again, not FlowDelay.
 func TestFlowBatches(t *testing.T) {
-	eng, err := deferred.New(deferred.Options{Shards: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
 	s := spec("flow", t.TempDir(), "MODE=never", "SUBS=sample")
 	s.OutboxSize = 1 << 16
 	opts := Options{BatchDelay: time.Millisecond, FlowDelay: 5 * time.Millisecond}
-	r := start(t, eng, []Spec{s}, opts)
-	waitFor(t, r.m, 20*time.Second, "plugin running", allRunning)
-	tk, err := eng.AddTask(77, 77, deferred.KindUser)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tk.Exit()
-	regs, snap, _ := synthStack(4, 0x500000)
-	d := r.m.Dispatcher()
-	event := func(i int) {
-		if err := tk.Open(eng.Shard(0), regs, snap); err != nil {
-			t.Fatal(err)
-		}
-		d.Event(tk, Event{Kind: KindSample, Name: "cpu-clock", TimeNS: uint64(i)})
-		d.EndEntry(tk)
-		tk.Close()
-	}
+	one := startOne(t, s, opts)
+	r := one.r
+	event := func(i int) { one.entry(t, Event{Kind: KindSample, Name: "cpu-clock", TimeNS: uint64(i)}) }
 	const ms, perMS = 300, 100
 	began := time.Now()
 	for i := range ms {
